@@ -1,0 +1,80 @@
+"""
+Where Kubernetes objects keep their container images.
+
+Pods list containers, initContainers and ephemeralContainers in ``spec``;
+workloads carry a pod template (CronJobs one level deeper). This module only
+reads object bodies: no I/O, no kopf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = ["POD_TEMPLATE_PATHS", "Container", "ContainerKind", "UnreadableObject", "containers_of"]
+
+ContainerKind = Literal["container", "initContainer", "ephemeralContainer"]
+_LISTS: tuple[tuple[str, ContainerKind], ...] = (
+    ("initContainers", "initContainer"),
+    ("containers", "container"),
+    ("ephemeralContainers", "ephemeralContainer"),
+)
+
+# Path from the object to its pod spec, by kind.
+POD_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
+    "Pod": ("spec",),
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+
+
+class UnreadableObject(ValueError):
+    """Raised when an object does not have the shape its kind promises."""
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    kind: ContainerKind
+    name: str
+    image: str
+    """The image exactly as written in the object."""
+
+
+def containers_of(kind: str, body: Mapping[str, Any]) -> list[Container]:
+    """Every container of a Pod, or of a workload's pod template, in spec order."""
+    path = POD_TEMPLATE_PATHS.get(kind)
+    if path is None:
+        raise UnreadableObject(f"image-gate does not know where a {kind} keeps its containers")
+    spec: Mapping[str, Any] = body
+    for depth, key in enumerate(path):
+        inner = spec.get(key)
+        if not isinstance(inner, Mapping):
+            raise UnreadableObject(f"the {kind} has no {'.'.join(path[: depth + 1])}")
+        spec = inner
+    containers: list[Container] = []
+    for field, container_kind in _LISTS:
+        entries = spec.get(field) or []
+        if not isinstance(entries, list):
+            raise UnreadableObject(f"{'.'.join(path)}.{field} of the {kind} is not a list")
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, Mapping):
+                raise UnreadableObject(f"{'.'.join(path)}.{field}[{index}] of the {kind} is not an object")
+            name = entry.get("name")
+            image = entry.get("image")
+            if image is None or image == "":
+                # Workload templates may leave the image for tools to fill in later
+                # (the API allows it); the pods the controller creates are checked then.
+                continue
+            containers.append(
+                Container(
+                    kind=container_kind,
+                    name=name if isinstance(name, str) and name else f"#{index}",
+                    image=image if isinstance(image, str) else repr(image),
+                )
+            )
+    return containers
