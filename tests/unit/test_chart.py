@@ -47,6 +47,7 @@ from tests.chart.helm import (  # noqa: E402
     require_tool,
     run_helm,
 )
+from tests.chart.scenarios import CA_B64, SCENARIOS  # noqa: E402
 
 # The ClusterRole, rule by rule: (apiGroup, resource) -> verbs. Nothing else is granted.
 EXPECTED_RBAC: dict[tuple[str, str], set[str]] = {
@@ -75,47 +76,6 @@ CREDENTIAL_ENV = {
     "ALIBABA_CLOUD_ACCESS_KEY_ID",
     "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
     "ALIBABA_CLOUD_SECURITY_TOKEN",
-}
-
-CA_B64 = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nnot-a-real-ca\n-----END CERTIFICATE-----\n").decode()
-
-# Every certificate mode and every credential option, plus the optional objects. Each one must
-# render, and every invariant test below runs on each of them.
-SCENARIOS: dict[str, dict[str, Any]] = {
-    "defaults": {},
-    "certs-certManager-own-ca": {"certificates": {"mode": "certManager"}},
-    "certs-certManager-issuerRef": {
-        "certificates": {
-            "mode": "certManager",
-            "certManager": {"issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}},
-        }
-    },
-    "certs-secret": {"certificates": {"mode": "secret", "secret": {"name": "corp-tls", "caBundle": CA_B64}}},
-    "creds-huawei-secret": {"credentials": {"huawei": {"existingSecret": "hw-creds"}}},
-    "creds-huawei-secret-all-keys": {
-        "credentials": {
-            "huawei": {"existingSecret": "hw-creds", "secretKeys": {"securityToken": "token", "projectId": "project"}}
-        }
-    },
-    "creds-aliyun-secret": {
-        "credentials": {"aliyun": {"existingSecret": "ali-creds", "secretKeys": {"securityToken": "sts"}}}
-    },
-    "creds-aliyun-rrsa": {"credentials": {"aliyun": {"rrsa": {"roleName": "image-gate-reader"}}}},
-    "creds-serviceaccount-annotations": {
-        "serviceAccount": {"annotations": {"example.com/workload-identity": "image-gate"}}
-    },
-    "webhook-url-dev": {"webhook": {"url": "https://127.0.0.1:9443", "caBundle": CA_B64}},
-    "monitoring-and-networkpolicy": {
-        "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
-        "networkPolicy": {"enabled": True},
-    },
-    "spread-priority-hard-affinity": {
-        "podAntiAffinity": "hard",
-        "priorityClassName": "system-cluster-critical",
-        "topologySpreadConstraints": [
-            {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway"}
-        ],
-    },
 }
 
 
