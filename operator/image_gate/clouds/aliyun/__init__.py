@@ -1,0 +1,38 @@
+"""
+Alibaba Cloud: the Security Center (SAS) client that answers an ACR image's registry digest.
+
+* `SasClient` -- ``find_repository`` and ``registry_digest``, returning outcomes.
+* `AliyunSigner` -- ``ACS3-HMAC-SHA256`` request signing as an `httpx.Auth`.
+* `from_environment` -- credentials the way the vendor's SDK finds them
+  (AccessKey variables, then RRSA), as a `CredentialProvider`.
+"""
+
+from image_gate.clouds.aliyun.client import DEFAULT_RATE, SAS_API_VERSION, SAS_ENDPOINTS, AcrRepository, SasClient
+from image_gate.clouds.aliyun.credentials import (
+    AliyunCredential,
+    CredentialProvider,
+    CredentialsError,
+    CredentialsUnavailable,
+    RrsaCredentials,
+    StaticCredentials,
+    fingerprint,
+    from_environment,
+)
+from image_gate.clouds.aliyun.signer import AliyunSigner
+
+__all__ = [
+    "DEFAULT_RATE",
+    "SAS_API_VERSION",
+    "SAS_ENDPOINTS",
+    "AcrRepository",
+    "AliyunCredential",
+    "AliyunSigner",
+    "CredentialProvider",
+    "CredentialsError",
+    "CredentialsUnavailable",
+    "RrsaCredentials",
+    "SasClient",
+    "StaticCredentials",
+    "fingerprint",
+    "from_environment",
+]

@@ -1,0 +1,469 @@
+"""
+The Security Center (SAS, API 2018-12-03) client: from an ACR image to its registry digest.
+
+Two calls, both RPC style (``POST /``, parameters in the query string, JSON back):
+
+* ``DescribeImageInstances`` finds the repository id (``crr-...``) of
+  ``namespace/name`` in the image's region (and ACR instance, when the
+  registry mapping names it). SAS may match criteria loosely, so rows are
+  kept only when they match exactly. The answer changes only when a
+  repository is re-created, so the fact cache keeps it for long.
+* ``DescribeImage`` answers the digest of one tag of that repository.
+
+Every call goes through the same path: the client-side quota for (API,
+account), then the HTTP call bounded by the caller's deadline, then the
+translation of the answer into an outcome, with retries of what may pass
+(throttling, 5xx, time-outs) while the deadline allows. Public methods return
+outcomes (`image_gate.lookups`) and never raise for a cloud problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from image_gate.clock import Clock, Deadline, Sleep, monotonic, sleep
+from image_gate.clouds._common import TlsVerify, WallClock, json_object, tls_verify, transport_failure
+from image_gate.clouds.aliyun.credentials import (
+    AliyunCredential,
+    CredentialProvider,
+    CredentialsError,
+    CredentialsUnavailable,
+    StaticCredentials,
+)
+from image_gate.clouds.aliyun.signer import AliyunSigner, random_nonce
+from image_gate.clouds.observe import CallObserver, NullObserver
+from image_gate.clouds.quota import QuotaBook, QuotaExceeded, Rate
+from image_gate.clouds.retry import RetryPolicy, call_with_retries
+from image_gate.images import ImageReference
+from image_gate.lookups import (
+    BadResponse,
+    Failure,
+    Found,
+    LookupFailed,
+    NotFound,
+    Outcome,
+    Throttled,
+    TimedOut,
+    Unauthorized,
+    Unavailable,
+)
+from image_gate.registries import AcrLocation, AliyunSite
+
+__all__ = [
+    "DEFAULT_RATE",
+    "SAS_API_VERSION",
+    "SAS_ENDPOINTS",
+    "AcrRepository",
+    "SasClient",
+    "classify_error",
+    "throttle_time_left",
+]
+
+CLOUD = "aliyun"
+SAS_API_VERSION = "2018-12-03"
+SAS_ENDPOINTS: Mapping[str, str] = {
+    "china": "https://tds.cn-shanghai.aliyuncs.com",
+    "international": "https://tds.ap-southeast-1.aliyuncs.com",
+}
+DEFAULT_RATE = Rate(5, 1.0)
+"""SAS publishes no quota; "single-digit QPS per account" is the working assumption."""
+
+DEFAULT_RETRY = RetryPolicy()
+
+THROTTLING_CODES = frozenset({"Throttling", "Throttling.User", "Throttling.Api"})
+UNAUTHORIZED_CODES = frozenset(
+    {
+        "NoPermission",
+        "Forbidden.RAM",
+        "Forbidden.AccessKeyDisabled",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "InvalidTimeStamp.Expired",
+        "MissingSecurityToken",
+    }
+)
+UNAUTHORIZED_PREFIXES = ("InvalidAccessKeyId.", "InvalidSecurityToken.", "Forbidden.")
+_RENEWABLE_CODE_PREFIXES = ("InvalidSecurityToken.", "InvalidAccessKeyId.")
+_HEX64 = re.compile(r"[a-f0-9]{64}")
+_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
+
+_log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class AcrRepository:
+    """An ACR repository as SAS knows it: what ``DescribeImage`` needs besides the tag."""
+
+    region: str
+    instance_id: str
+    repo_id: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name} ({self.repo_id} in {self.instance_id}, {self.region})"
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A successful HTTP answer: the JSON object and the request id."""
+
+    body: Mapping[str, Any]
+    request_id: str | None
+
+
+def throttle_time_left(headers: httpx.Headers) -> float | None:
+    """Seconds to wait, from ``x-ratelimit-user-api`` / ``x-ratelimit-user`` ``TimeLeft`` (ms; the larger).
+
+    Newer gateways also send ``x-acs-retry-after`` (ms), which the current SDK reads; it counts too.
+    """
+    waits: list[float] = []
+    for name in ("x-ratelimit-user-api", "x-ratelimit-user"):
+        for part in headers.get(name, "").split(","):
+            key, _, value = part.partition(":")
+            if key.strip() == "TimeLeft":
+                waits.append(_milliseconds(value))
+    waits.append(_milliseconds(headers.get("x-acs-retry-after", "")))
+    waits = [wait for wait in waits if wait > 0]
+    return max(waits) if waits else None
+
+
+def _milliseconds(text: str) -> float:
+    try:
+        return float(text.strip()) / 1000.0
+    except ValueError:
+        return 0.0
+
+
+def classify_error(response: httpx.Response, *, api: str) -> Failure:
+    """The outcome for an HTTP 4xx/5xx answer, read as the SDK reads error bodies."""
+    body = json_object(response) or {}
+    code = _text(body, "Code", "code")
+    message = _text(body, "Message", "message")
+    request_id = _text(body, "RequestId", "requestId")
+    status = response.status_code
+    detail = f"HTTP {status}" + (f": {message[:300]}" if message else "")
+    common: dict[str, Any] = {"cloud": CLOUD, "api": api, "detail": detail, "code": code, "request_id": request_id}
+    if code in THROTTLING_CODES or status == 429:
+        return Throttled(retry_after=throttle_time_left(response.headers), **common)
+    if code is not None and (code in UNAUTHORIZED_CODES or code.startswith(UNAUTHORIZED_PREFIXES)):
+        return Unauthorized(**common)
+    if status in (401, 403):
+        return Unauthorized(**common)
+    if status >= 500 or code == "ServerError":
+        return Unavailable(**common)
+    # Any other 4xx: we sent something SAS did not accept (a parameter it rejects). Asking again will not help.
+    return BadResponse(**common)
+
+
+class SasClient:
+    """Looks images up in Security Center. One pooled connection set; close it with `aclose`."""
+
+    def __init__(
+        self,
+        credentials: CredentialProvider | AliyunCredential,
+        *,
+        site: AliyunSite = "china",
+        endpoint: str | None = None,
+        verify: TlsVerify = True,
+        quota: QuotaBook | None = None,
+        rate: Rate = DEFAULT_RATE,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        observer: CallObserver | None = None,
+        clock: Clock = monotonic,
+        sleep: Sleep = sleep,
+        wall_clock: WallClock = time.time,
+        nonce: Callable[[], str] = random_nonce,
+        page_size: int = 50,
+        max_pages: int = 20,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._credentials: CredentialProvider = (
+            StaticCredentials(credentials) if isinstance(credentials, AliyunCredential) else credentials
+        )
+        self.endpoint = (endpoint or SAS_ENDPOINTS[site]).rstrip("/")
+        if "://" not in self.endpoint:
+            self.endpoint = f"https://{self.endpoint}"
+        self._quota = quota or QuotaBook(clock=clock, sleep=sleep)
+        self._rate = rate
+        self._retry = retry
+        self._observer: CallObserver = observer or NullObserver()
+        self._clock = clock
+        self._sleep = sleep
+        self._page_size = page_size
+        self._max_pages = max_pages
+        self._http = httpx.AsyncClient(
+            base_url=self.endpoint,
+            auth=AliyunSigner(self._credentials, clock=wall_clock, nonce=nonce),
+            verify=tls_verify(verify),
+            transport=transport,
+            headers={"accept": "application/json", "user-agent": "image-gate"},
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"SasClient(endpoint={self.endpoint!r}, account={self._credentials.fingerprint!r})"
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> SasClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def find_repository(
+        self, image: ImageReference, location: AcrLocation, *, deadline: Deadline
+    ) -> Outcome[AcrRepository]:
+        """The repository of ``image`` in ``location``, by exact namespace, name, region (and instance)."""
+        api = "DescribeImageInstances"
+        namespace, name = image.namespace, image.short_name
+        criteria = [{"name": "repoNamespace", "value": namespace}, {"name": "repoName", "value": name}]
+        criteria.append({"name": "regionId", "value": location.region})
+        if location.instance_id:
+            criteria.append({"name": "instanceId", "value": location.instance_id})
+        criteria_text = json.dumps(
+            [{**item, "logicalExp": "AND"} for item in criteria], separators=(",", ":"), ensure_ascii=False
+        )
+
+        found: dict[tuple[str, str, str], AcrRepository] = {}
+        request_id: str | None = None
+        seen = 0
+        try:
+            for page in range(1, self._max_pages + 1):
+                params = {
+                    "Criteria": criteria_text,
+                    "LogicalExp": "AND",
+                    "PageSize": str(self._page_size),
+                    "CurrentPage": str(page),
+                }
+                answer = await self._call(api, params, deadline=deadline)
+                request_id = answer.request_id
+                rows, total = _read_instances_page(answer, api=api)
+                seen += len(rows)
+                for row in rows:
+                    repository = _match_row(row, namespace, name, location)
+                    if repository is not None:
+                        found.setdefault((repository.region, repository.instance_id, repository.repo_id), repository)
+                if location.instance_id and found:
+                    break  # region, instance, namespace and name name one repository: no need to read on
+                if not rows or seen >= total:
+                    break
+            else:
+                _log.warning("aliyun %s: stopped after %d pages for %s", api, self._max_pages, image.name)
+        except LookupFailed as exc:
+            return exc.failure
+
+        where = f"{location.region}" + (f", instance {location.instance_id}" if location.instance_id else "")
+        if not found:
+            return NotFound(
+                detail=f"Security Center knows no repository {namespace}/{name} in {where}", request_id=request_id
+            )
+        if len(found) > 1:
+            instances = ", ".join(sorted({repo.instance_id for repo in found.values()}))
+            return NotFound(
+                detail=(
+                    f"repository {namespace}/{name} is in several ACR instances in {where} ({instances}); "
+                    f"set instanceId for {image.registry} in the registry mapping"
+                ),
+                request_id=request_id,
+            )
+        return Found(next(iter(found.values())), request_id=request_id)
+
+    async def registry_digest(self, repository: AcrRepository, tag: str, *, deadline: Deadline) -> Outcome[str]:
+        """The digest (``sha256:<hex>``) that ``tag`` of ``repository`` points at, per ``DescribeImage``."""
+        api = "DescribeImage"
+        params = {
+            "ImageRegionId": repository.region,
+            "ImageInstanceId": repository.instance_id,
+            "ImageRepoId": repository.repo_id,
+            "ImageTag": tag,
+        }
+        try:
+            answer = await self._call(api, params, deadline=deadline, label=_digest_label)
+        except LookupFailed as exc:
+            return exc.failure
+        data = answer.body.get("Data")
+        if data is None or data == {}:
+            return NotFound(
+                detail=f"Security Center has no digest for {repository}:{tag}", request_id=answer.request_id
+            )
+        if not isinstance(data, Mapping):
+            return _bad(api, "Data is not an object", answer.request_id)
+        digest = data.get("Digest")
+        if digest is None or digest == "":
+            return NotFound(
+                detail=f"Security Center has no digest for {repository}:{tag}", request_id=answer.request_id
+            )
+        normalised = _normalise_digest(digest)
+        if normalised is None:
+            return _bad(api, "Data.Digest is not a digest", answer.request_id)
+        return Found(normalised, request_id=answer.request_id)
+
+    async def _call(
+        self,
+        api: str,
+        params: Mapping[str, str],
+        *,
+        deadline: Deadline,
+        label: Callable[[_Answer], str] = lambda answer: "found",
+    ) -> _Answer:
+        """One API call with quota, deadline and retries; raises `LookupFailed` with the outcome.
+
+        ``label`` names a successful answer for the observer (``found`` / ``not found``).
+        """
+        key = (CLOUD, api, self._credentials.fingerprint)
+
+        async def attempt() -> _Answer:
+            limiter = self._quota.limiter(key, self._rate)
+            try:
+                waited = await limiter.acquire(max_wait=deadline.remaining())
+            except QuotaExceeded as exc:
+                raise LookupFailed(
+                    Throttled(
+                        cloud=CLOUD,
+                        api=api,
+                        detail=f"client-side quota {self._rate} has no free slot for {exc.wait:.1f}s",
+                        retry_after=exc.wait,
+                    )
+                ) from None
+            if waited > 0:
+                self._observer.quota_wait(cloud=CLOUD, api=api, seconds=waited)
+            started = self._clock()
+            outcome = "found"
+            try:
+                answer = await self._send(api, params, deadline)
+                outcome = label(answer)
+            except LookupFailed as exc:
+                outcome = exc.failure.kind
+                if isinstance(exc.failure, Throttled) and exc.failure.retry_after:
+                    limiter.hold(exc.failure.retry_after)
+                raise
+            finally:
+                self._observer.upstream_call(cloud=CLOUD, api=api, outcome=outcome, seconds=self._clock() - started)
+            return answer
+
+        return await call_with_retries(attempt, deadline=deadline, policy=self._retry, sleep=self._sleep)
+
+    async def _send(self, api: str, params: Mapping[str, str], deadline: Deadline) -> _Answer:
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            raise LookupFailed(TimedOut(cloud=CLOUD, api=api, detail="the deadline passed before the call"))
+        headers = {"x-acs-action": api, "x-acs-version": SAS_API_VERSION}
+        try:
+            async with asyncio.timeout(remaining):
+                response = await self._http.post("/", params=params, headers=headers, timeout=remaining)
+        except CredentialsUnavailable as exc:
+            raise LookupFailed(Unavailable(cloud=CLOUD, api=api, detail=f"no credentials: {exc}")) from None
+        except CredentialsError as exc:
+            raise LookupFailed(Unauthorized(cloud=CLOUD, api=api, detail=f"no credentials: {exc}")) from None
+        except (httpx.HTTPError, TimeoutError) as exc:
+            raise LookupFailed(transport_failure(exc, cloud=CLOUD, api=api)) from None
+
+        if response.status_code >= 400:
+            failure = classify_error(response, api=api)
+            _log.debug(
+                "aliyun %s: HTTP %d %s (account %s, request id %s)",
+                api,
+                response.status_code,
+                failure.code,
+                self._credentials.fingerprint,
+                failure.request_id,
+            )
+            if isinstance(failure, Unauthorized) and (failure.code or "").startswith(_RENEWABLE_CODE_PREFIXES):
+                self._credentials.invalidate()
+            raise LookupFailed(failure)
+        body = json_object(response)
+        if body is None:
+            raise LookupFailed(
+                BadResponse(cloud=CLOUD, api=api, detail=f"HTTP {response.status_code} with a body that is not JSON")
+            )
+        request_id = _text(body, "RequestId", "requestId")
+        _log.debug(
+            "aliyun %s: HTTP %d (account %s, request id %s)",
+            api,
+            response.status_code,
+            self._credentials.fingerprint,
+            request_id,
+        )
+        return _Answer(body=body, request_id=request_id)
+
+
+def _text(body: Mapping[str, Any], *names: str) -> str | None:
+    for name in names:
+        value = body.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _digest_label(answer: _Answer) -> str:
+    data = answer.body.get("Data")
+    return "found" if isinstance(data, Mapping) and data.get("Digest") else "not found"
+
+
+def _bad(api: str, detail: str, request_id: str | None) -> BadResponse:
+    return BadResponse(cloud=CLOUD, api=api, detail=detail, request_id=request_id)
+
+
+def _read_instances_page(answer: _Answer, *, api: str) -> tuple[list[Mapping[str, Any]], int]:
+    rows = answer.body.get("ImageInstanceList")
+    page_info = answer.body.get("PageInfo")
+    if rows is None:
+        rows = []
+    if not isinstance(rows, list) or not all(isinstance(row, Mapping) for row in rows):
+        raise LookupFailed(_bad(api, "ImageInstanceList is not a list of objects", answer.request_id))
+    total = page_info.get("TotalCount") if isinstance(page_info, Mapping) else None
+    if total is None:
+        total = len(rows)  # no paging information: take the page as all there is
+    if not isinstance(total, int) or isinstance(total, bool):
+        raise LookupFailed(_bad(api, "PageInfo.TotalCount is not a number", answer.request_id))
+    return rows, total
+
+
+def _match_row(row: Mapping[str, Any], namespace: str, name: str, location: AcrLocation) -> AcrRepository | None:
+    fields = {key: row.get(key) for key in ("RepoNamespace", "RepoName", "RegionId", "InstanceId", "RepoId")}
+    if not all(isinstance(value, str) for value in fields.values()):
+        return None
+    if fields["RepoNamespace"] != namespace or fields["RepoName"] != name or fields["RegionId"] != location.region:
+        return None
+    if location.instance_id and fields["InstanceId"] != location.instance_id:
+        return None
+    if not fields["RepoId"] or not fields["InstanceId"]:
+        return None
+    return AcrRepository(
+        region=str(fields["RegionId"]),
+        instance_id=str(fields["InstanceId"]),
+        repo_id=str(fields["RepoId"]),
+        namespace=namespace,
+        name=name,
+    )
+
+
+def _normalise_digest(value: object) -> str | None:
+    """``sha256:<hex>`` from SAS's digest, which comes without the algorithm prefix."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if ":" not in text:
+        text = text.lower()
+        return f"sha256:{text}" if _HEX64.fullmatch(text) else None
+    algorithm, _, encoded = text.partition(":")
+    if algorithm.lower() == "sha256":
+        encoded = encoded.lower()
+        return f"sha256:{encoded}" if _HEX64.fullmatch(encoded) else None
+    return text if _DIGEST.fullmatch(text) else None
