@@ -7,6 +7,7 @@ Kubernetes API lives in tests/e2e/test_chart_dryrun.py.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import difflib
 import os
@@ -404,7 +405,11 @@ def test_container_contract(defaults: list[Doc]) -> None:
         "IMAGE_GATE_CERT_FILE": "/etc/image-gate/tls/tls.crt",
         "IMAGE_GATE_KEY_FILE": "/etc/image-gate/tls/tls.key",
         "IMAGE_GATE_CONFIG": "/etc/image-gate/config/registries.yaml",
+        "IMAGE_GATE_EXEMPT_NAMESPACES": "kube-system",
         "IMAGE_GATE_DEADLINE_SECONDS": "3",
+        "IMAGE_GATE_TAG_TTL_SECONDS": "300",
+        "IMAGE_GATE_NEGATIVE_TTL_SECONDS": "30",
+        "IMAGE_GATE_MAX_STALE_SECONDS": "3600",
         "IMAGE_GATE_LOG_FORMAT": "json",
         "IMAGE_GATE_LOG_LEVEL": "info",
     }
@@ -447,6 +452,32 @@ def test_registry_mapping_configmap(helm: Path, defaults: list[Doc]) -> None:
     old = one(defaults, "Deployment")["spec"]["template"]["metadata"]["annotations"][checksum]
     new = one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"][checksum]
     assert old != new
+
+
+def test_app_accepts_what_the_chart_configures(defaults: list[Doc]) -> None:
+    """The ConfigMap parses with image-gate's own loader, and every IMAGE_GATE_* variable is a real option."""
+    registries = pytest.importorskip("image_gate.registries")
+    settings = pytest.importorskip("image_gate.settings")
+    text = one(defaults, "ConfigMap")["data"]["registries.yaml"]
+    mapping = registries.RegistryMapping.from_dict(yaml.safe_load(text), source="chart")
+    assert mapping == registries.RegistryMapping.default(), "chart defaults drifted from the app's defaults"
+
+    parser = argparse.ArgumentParser()
+    settings.add_run_arguments(parser)
+    known = {f"IMAGE_GATE_{action.dest.upper()}" for action in parser._actions}
+    configured = {name for name in env_of(deployment_container(defaults)) if name.startswith("IMAGE_GATE_")}
+    assert configured <= known, f"variables image-gate does not read: {sorted(configured - known)}"
+    args = parser.parse_args([])
+    env = {name: item["value"] for name, item in env_of(deployment_container(defaults)).items() if "value" in item}
+    env |= {
+        "IMAGE_GATE_NAMESPACE": NAMESPACE,
+        "IMAGE_GATE_CONFIG": "",
+        "IMAGE_GATE_CERT_FILE": "",
+        "IMAGE_GATE_KEY_FILE": "",
+    }
+    parsed = settings.Settings.from_arguments(args, env)
+    assert parsed.deadline == 3.0
+    assert parsed.exempt_namespaces == {"kube-system", NAMESPACE}
 
 
 def test_endpoint_overrides_and_extra_env(helm: Path) -> None:
