@@ -55,6 +55,7 @@ EXPECTED_RBAC: dict[tuple[str, str], set[str]] = {
     ("imagegate.io", "imagegatepolicies"): {"get", "list", "watch"},
     ("imagegate.io", "imagegatepolicies/status"): {"patch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+    ("", "namespaces"): {"list", "watch"},
     ("", "events"): {"create"},
 }
 
@@ -478,6 +479,22 @@ def test_app_accepts_what_the_chart_configures(defaults: list[Doc]) -> None:
     parsed = settings.Settings.from_arguments(args, env)
     assert parsed.deadline == 3.0
     assert parsed.exempt_namespaces == {"kube-system", NAMESPACE}
+
+
+def test_webhook_paths_are_the_apps_handler_ids(defaults: list[Doc]) -> None:
+    """Each webhook entry routes to a kopf handler id for the same group and resource."""
+    webhook = pytest.importorskip("image_gate.webhook")
+    handled: dict[str, tuple[str, str, str, str]] = webhook.HANDLED_RESOURCES
+    assert set(handled) == HANDLER_IDS
+    for entry in one(defaults, "ValidatingWebhookConfiguration")["webhooks"]:
+        path = entry["clientConfig"]["service"]["path"].removeprefix("/")
+        group, version, plural, _ = handled[path]
+        main_rule = entry["rules"][0]
+        assert (main_rule["apiGroups"], main_rule["apiVersions"], main_rule["resources"]) == (
+            [group],
+            [version],
+            [plural],
+        )
 
 
 def test_endpoint_overrides_and_extra_env(helm: Path) -> None:
