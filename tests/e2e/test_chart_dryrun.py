@@ -132,6 +132,12 @@ def test_helm_install_then_upgrade_keeps_the_certificate(
                 bundles = {w["clientConfig"]["caBundle"] for w in vwc["webhooks"]}
                 return secret["data"], bundles
 
+            # The generated key is memoised in .Values while rendering; it must not leak into the
+            # values Helm stores with the release.
+            stored = run(kube_env, helm, "get", "values", release, "--namespace", namespace, "--all", "-o", "json")
+            assert "PRIVATE KEY" not in stored.stdout
+            assert "__imageGateTls" not in stored.stdout
+
             before, bundles = tls_state()
             assert bundles == {before["ca.crt"]}
             assert base64.b64decode(before["tls.key"]).startswith(b"-----BEGIN RSA PRIVATE KEY-----")
