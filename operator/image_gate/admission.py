@@ -1,0 +1,89 @@
+"""
+One admission review, independent of kopf: plan, resolve facts, decide.
+
+The webhook and ``image-gate check`` both call `Admission.review`, so a verdict
+from the command line is the verdict the cluster would give.
+
+Facts are resolved concurrently, all images at once, under one deadline per
+request: the API server gives up after its ``timeoutSeconds`` and then applies
+``failurePolicy``, which must never happen because a cloud was slow. A lookup
+that misses the deadline keeps running in the cache; the review reports it as
+unresolved, and the policy's ``onUnresolved`` decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from image_gate.clock import Clock, Deadline, monotonic
+from image_gate.evaluate import Decision, FactsView, Plan, Subject, decide, plan
+from image_gate.images import ImageReference
+from image_gate.policy import CompiledPolicy
+from image_gate.workloads import Container
+
+__all__ = ["Admission", "FactSource", "Review", "changed_containers"]
+
+
+class FactSource(Protocol):
+    """What resolves facts: ``image_gate.facts.FactResolver`` in production."""
+
+    async def resolve(
+        self, image: ImageReference, *, base_image: bool, digest: bool, deadline: Deadline
+    ) -> FactsView: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """A finished review: what was judged, and the verdict."""
+
+    subject: Subject
+    plan: Plan
+    decision: Decision
+    seconds: float
+
+    @property
+    def deny_message(self) -> str:
+        return self.decision.deny_message(self.subject)
+
+
+class Admission:
+    def __init__(self, facts: FactSource, *, deadline: float = 3.0, clock: Clock = monotonic) -> None:
+        self._facts = facts
+        self._deadline = deadline
+        self._clock = clock
+
+    async def review(self, subject: Subject, policies: Sequence[CompiledPolicy]) -> Review:
+        started = self._clock()
+        deadline = Deadline(at=started + self._deadline, clock=self._clock)
+        the_plan = plan(subject, policies)
+        facts = await self._resolve(the_plan, deadline)
+        decision = decide(the_plan, facts)
+        return Review(subject=subject, plan=the_plan, decision=decision, seconds=self._clock() - started)
+
+    async def _resolve(self, the_plan: Plan, deadline: Deadline) -> Mapping[ImageReference, FactsView]:
+        wanted = [
+            (image, needs) for image, needs in the_plan.needs.items() if needs.base_image or needs.registry_digest
+        ]
+        if not wanted:
+            return {}
+        results = await asyncio.gather(
+            *(
+                self._facts.resolve(image, base_image=needs.base_image, digest=needs.registry_digest, deadline=deadline)
+                for image, needs in wanted
+            )
+        )
+        return {image: facts for (image, _), facts in zip(wanted, results, strict=True)}
+
+
+def changed_containers(new: Sequence[Container], old: Sequence[Container]) -> tuple[Container, ...]:
+    """The containers of an UPDATE whose image is new or changed.
+
+    An update that keeps an image (a label change, a scale, adding an ephemeral
+    container) does not re-judge it: a policy tightened since must not make
+    unrelated edits of running workloads fail.
+    """
+    before = {(c.kind, c.name, c.image) for c in old}
+    return tuple(c for c in new if (c.kind, c.name, c.image) not in before)

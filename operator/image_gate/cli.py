@@ -1,0 +1,165 @@
+"""
+``image-gate``: ``run`` the webhook, ``check`` images without a cluster, print the ``version``.
+
+Exit codes of ``check``: 0 every image is allowed, 1 something is denied,
+2 a usage or configuration error (the message names the file and the field).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from image_gate import __version__
+from image_gate.admission import Admission, Review
+from image_gate.evaluate import Subject
+from image_gate.policy import CompiledPolicy
+from image_gate.policyfiles import PolicyFileError, load_policy_files
+from image_gate.settings import Settings, SettingsError, add_run_arguments
+from image_gate.workloads import Container
+
+__all__ = ["main"]
+
+EXIT_ALLOWED, EXIT_DENIED, EXIT_ERROR = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "version":
+        print(f"image-gate {__version__}")
+        return 0
+    if args.command == "check":
+        return _check(args)
+    if args.command == "run":
+        return _run(args)
+    parser.print_help()
+    return EXIT_ERROR
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="image-gate", description=__doc__)
+    commands = parser.add_subparsers(dest="command")
+    run = commands.add_parser("run", help="run the admission webhook and the policy controller")
+    add_run_arguments(run)
+    check = commands.add_parser("check", help="judge images against policy files, without a cluster")
+    check.add_argument("images", nargs="+", metavar="IMAGE")
+    check.add_argument(
+        "--policy",
+        "-p",
+        action="append",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="ImageGatePolicy YAML (several documents allowed); repeat for more files",
+    )
+    check.add_argument("--namespace", "-n", default="default", help="the namespace the pod would run in")
+    check.add_argument(
+        "--namespace-label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a label of that namespace, for namespaceSelector; repeat for more",
+    )
+    check.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    check.add_argument("--config", help="registry mapping YAML [env IMAGE_GATE_CONFIG]")
+    check.add_argument("--deadline-seconds", help="time budget for the lookups [env IMAGE_GATE_DEADLINE_SECONDS]")
+    for option in ("hss_endpoint", "sas_endpoint", "cloud_ca_file"):
+        check.add_argument("--" + option.replace("_", "-"), dest=option, help=f"[env IMAGE_GATE_{option.upper()}]")
+    commands.add_parser("version", help="print the version")
+    return parser
+
+
+def _error(message: str) -> int:
+    print(f"image-gate: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        policies = load_policy_files(args.policy)
+        labels = _labels(args.namespace_label)
+        settings = Settings.from_arguments(args)
+    except (PolicyFileError, SettingsError) as exc:
+        return _error(str(exc))
+    logging.basicConfig(level=logging.WARNING, format="image-gate: %(message)s")
+    containers = tuple(Container("container", f"image-{n}", image) for n, image in enumerate(args.images, 1))
+    subject = Subject("Pod", f"{args.namespace}/image-gate-check", args.namespace, labels, containers)
+    review = asyncio.run(_review(settings, subject, policies))
+    _print_review(review, output=args.output)
+    return EXIT_ALLOWED if review.decision.allowed else EXIT_DENIED
+
+
+async def _review(settings: Settings, subject: Subject, policies: list[CompiledPolicy]) -> Review:
+    from image_gate.service import fact_resolver  # the cloud clients: only when needed
+
+    async with fact_resolver(settings) as resolver:
+        return await Admission(resolver, deadline=settings.deadline).review(subject, policies)
+
+
+def _labels(pairs: Sequence[str]) -> dict[str, str]:
+    labels = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise PolicyFileError(f"--namespace-label: expected KEY=VALUE, not {pair!r}")
+        labels[key] = value
+    return labels
+
+
+def _print_review(review: Review, *, output: str) -> None:
+    decision = review.decision
+    if output == "json":
+        document: dict[str, Any] = {
+            "allowed": decision.allowed,
+            "policies": list(decision.policies),
+            "message": review.deny_message if not decision.allowed else None,
+            "warnings": decision.warning_messages(),
+            "findings": [
+                {
+                    "image": f.container.image,
+                    "policy": f.policy,
+                    "mode": f.mode,
+                    "rule": f.rule,
+                    "problem": f.problem,
+                    "found": f.found,
+                    "expected": f.expected,
+                    "denies": f.denies,
+                }
+                for f in decision.findings
+            ],
+        }
+        print(json.dumps(document, indent=2))
+        return
+    if decision.allowed:
+        covered = ", ".join(decision.policies) or "no policy covers these images"
+        print(f"allowed ({covered})")
+    else:
+        print(review.deny_message)
+    for warning in decision.warning_messages():
+        print(f"Warning: {warning}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_arguments(args)
+    except SettingsError as exc:
+        return _error(str(exc))
+    from image_gate.logs import configure_logging
+    from image_gate.operator import run_operator
+    from image_gate.service import StartupError
+
+    configure_logging(log_format=settings.log_format, level=settings.log_level)
+    try:
+        asyncio.run(run_operator(settings))
+    except KeyboardInterrupt:
+        pass
+    except StartupError as exc:
+        return _error(str(exc))
+    return 0

@@ -1,0 +1,143 @@
+"""
+Prometheus metrics, on a registry of image-gate's own.
+
+`Metrics` is the observer that the cloud clients (`CallObserver`), the fact
+cache and the circuit breakers report to, and the webhook records admissions
+in. Names follow the conventions of Gatekeeper and Kyverno so that dashboards
+read the same: ``image_gate_admission_requests_total{decision, mode, dry_run}``
+and so on. A registry per instance keeps tests independent.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from image_gate.clouds.breaker import BreakerState
+from image_gate.evaluate import Decision
+
+__all__ = ["Metrics"]
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.admissions = Counter(
+            "image_gate_admission_requests",
+            "Admission reviews answered, by decision (allowed, denied, warned), strictest mode and dry-run.",
+            ["kind", "decision", "mode", "dry_run"],
+            registry=r,
+        )
+        self.review_seconds = Histogram(
+            "image_gate_admission_review_duration_seconds",
+            "Time to answer one admission review, fact lookups included.",
+            ["kind"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.findings = Counter(
+            "image_gate_policy_findings",
+            "Rules an image failed, by policy, mode and problem (violation or unresolved). Audit mode only counts.",
+            ["policy", "mode", "problem"],
+            registry=r,
+        )
+        self.policies = Gauge(
+            "image_gate_policies", "ImageGatePolicies known, by state (ready, invalid).", ["state"], registry=r
+        )
+        self.cache = Counter(
+            "image_gate_cache_requests",
+            "Fact cache answers, by cache and result (hit, negative_hit, miss, joined, stale, timed_out).",
+            ["cache", "result"],
+            registry=r,
+        )
+        self.cache_evictions = Counter(
+            "image_gate_cache_evictions", "Entries dropped because a cache reached its bound.", ["cache"], registry=r
+        )
+        self.cache_refresh_ahead = Counter(
+            "image_gate_cache_refresh_ahead",
+            "Background refreshes started before an entry expired.",
+            ["cache"],
+            registry=r,
+        )
+        self.upstream_calls = Counter(
+            "image_gate_upstream_calls",
+            "HTTP calls to the clouds, by cloud, API and outcome.",
+            ["cloud", "api", "outcome"],
+            registry=r,
+        )
+        self.upstream_seconds = Histogram(
+            "image_gate_upstream_call_duration_seconds",
+            "Duration of HTTP calls to the clouds.",
+            ["cloud", "api"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.quota_wait_seconds = Counter(
+            "image_gate_quota_wait_seconds",
+            "Seconds calls waited for the client-side quota, by cloud and API.",
+            ["cloud", "api"],
+            registry=r,
+        )
+        self.breaker_open = Gauge(
+            "image_gate_circuit_breaker_open", "1 while a cloud's circuit breaker is open.", ["cloud"], registry=r
+        )
+        self.breaker_rejections = Counter(
+            "image_gate_circuit_breaker_rejections",
+            "Calls failed fast because a cloud's circuit breaker was open.",
+            ["cloud", "api"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    # --- admissions -------------------------------------------------------
+
+    def admission(self, *, kind: str, decision: Decision, dry_run: bool, seconds: float) -> None:
+        verdict = "denied" if not decision.allowed else "warned" if decision.warnings else "allowed"
+        mode = decision.mode or "none"
+        self.admissions.labels(kind, verdict, mode, str(dry_run).lower()).inc()
+        self.review_seconds.labels(kind).observe(seconds)
+        for finding in decision.findings:
+            self.findings.labels(finding.policy, finding.mode, finding.problem).inc()
+
+    def policy_counts(self, *, ready: int, invalid: int) -> None:
+        self.policies.labels("ready").set(ready)
+        self.policies.labels("invalid").set(invalid)
+
+    # --- CallObserver (cloud clients) ------------------------------------
+
+    def upstream_call(self, *, cloud: str, api: str, outcome: str, seconds: float) -> None:
+        self.upstream_calls.labels(cloud, api, outcome).inc()
+        self.upstream_seconds.labels(cloud, api).observe(seconds)
+
+    def quota_wait(self, *, cloud: str, api: str, seconds: float) -> None:
+        self.quota_wait_seconds.labels(cloud, api).inc(seconds)
+
+    # --- FactsObserver (cache and breakers) -------------------------------
+
+    def hit(self, *, cache: str, negative: bool) -> None:
+        self.cache.labels(cache, "negative_hit" if negative else "hit").inc()
+
+    def miss(self, *, cache: str, joined: bool) -> None:
+        self.cache.labels(cache, "joined" if joined else "miss").inc()
+
+    def stale(self, *, cache: str, reason: str, age: float) -> None:
+        self.cache.labels(cache, "stale").inc()
+
+    def timed_out(self, *, cache: str) -> None:
+        self.cache.labels(cache, "timed_out").inc()
+
+    def refresh_ahead(self, *, cache: str) -> None:
+        self.cache_refresh_ahead.labels(cache).inc()
+
+    def evicted(self, *, cache: str) -> None:
+        self.cache_evictions.labels(cache).inc()
+
+    def breaker_state(self, *, cloud: str, state: BreakerState) -> None:
+        self.breaker_open.labels(cloud).set(1 if state is BreakerState.OPEN else 0)
+
+    def breaker_rejected(self, *, cloud: str, api: str) -> None:
+        self.breaker_rejections.labels(cloud, api).inc()

@@ -1,0 +1,106 @@
+"""
+Wiring: the cloud clients and the fact resolver, built from settings and environment.
+
+A cloud with no credentials at all is switched off, with a warning: its facts
+are then "unauthorized" for the images mapped to it, and each policy's
+``onUnresolved`` decides. A cloud with *half* its credentials (an AK without
+its SK, RRSA without its token file) stops start-up: that is a mistake to fix
+now, not a surprise at the first admission.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from image_gate.clouds import aliyun, huawei
+from image_gate.facts import CacheSettings, FactResolver, FactsObserver
+from image_gate.metrics import Metrics
+from image_gate.settings import Settings
+
+__all__ = ["StartupError", "fact_resolver"]
+
+logger = logging.getLogger(__name__)
+
+_HUAWEI_VARIABLES = (
+    huawei.credentials.ENV_AK,
+    huawei.credentials.ENV_SK,
+    huawei.credentials.POD_IDENTITY_URI_ENV,
+    huawei.iam.ENV_IAM_USERNAME,
+)
+_ALIYUN_VARIABLES = (
+    aliyun.credentials.ENV_ACCESS_KEY_ID,
+    aliyun.credentials.ENV_ACCESS_KEY_SECRET,
+    aliyun.credentials.ENV_ROLE_ARN,
+    aliyun.credentials.ENV_OIDC_TOKEN_FILE,
+)
+
+
+class StartupError(Exception):
+    """Raised when image-gate cannot start as configured; the message says what to fix."""
+
+
+def _configured(env: Mapping[str, str], names: tuple[str, ...]) -> bool:
+    return any(env.get(name, "").strip() for name in names)
+
+
+def huawei_client(
+    settings: Settings, *, observer: Metrics | None = None, environ: Mapping[str, str] | None = None
+) -> huawei.HssClient | None:
+    env = os.environ if environ is None else environ
+    if not _configured(env, _HUAWEI_VARIABLES):
+        logger.warning("no Huawei Cloud credentials: base-image facts are unavailable (see docs/huawei.md)")
+        return None
+    verify: str | bool = str(settings.cloud_ca_file) if settings.cloud_ca_file else True
+    iam_endpoint = env.get(huawei.iam.ENV_IAM_ENDPOINT) or None
+    try:
+        auth = huawei.default_auth(env, iam_endpoint=iam_endpoint, verify=verify)
+    except huawei.CredentialsError as exc:
+        raise StartupError(f"Huawei Cloud credentials: {exc}") from None
+    return huawei.HssClient(
+        auth, endpoint=settings.hss_endpoint, iam_endpoint=iam_endpoint, verify=verify, observer=observer
+    )
+
+
+def aliyun_client(
+    settings: Settings, *, observer: Metrics | None = None, environ: Mapping[str, str] | None = None
+) -> aliyun.SasClient | None:
+    env = os.environ if environ is None else environ
+    if not _configured(env, _ALIYUN_VARIABLES):
+        logger.warning("no Alibaba Cloud credentials: registry digests are unavailable (see docs/aliyun.md)")
+        return None
+    verify: str | bool = str(settings.cloud_ca_file) if settings.cloud_ca_file else True
+    try:
+        credentials = aliyun.from_environment(env, verify=verify)
+    except aliyun.CredentialsError as exc:
+        raise StartupError(f"Alibaba Cloud credentials: {exc}") from None
+    return aliyun.SasClient(
+        credentials,
+        site=settings.registries.aliyun_site,
+        endpoint=settings.sas_endpoint,
+        verify=verify,
+        observer=observer,
+    )
+
+
+@asynccontextmanager
+async def fact_resolver(
+    settings: Settings, *, metrics: Metrics | None = None, environ: Mapping[str, str] | None = None
+) -> AsyncIterator[FactResolver]:
+    """A `FactResolver` over the configured clouds; closes everything on exit."""
+    async with AsyncExitStack() as stack:
+        hss = huawei_client(settings, observer=metrics, environ=environ)
+        if hss is not None:
+            stack.push_async_callback(hss.aclose)
+        sas = aliyun_client(settings, observer=metrics, environ=environ)
+        if sas is not None:
+            stack.push_async_callback(sas.aclose)
+        cache = CacheSettings(
+            tag_ttl=settings.tag_ttl, negative_ttl=settings.negative_ttl, max_stale=settings.max_stale
+        )
+        observer: FactsObserver | None = metrics
+        resolver = FactResolver(settings.registries, hss, sas, settings=cache, observer=observer)
+        stack.push_async_callback(resolver.aclose)
+        yield resolver

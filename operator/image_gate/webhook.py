@@ -1,0 +1,193 @@
+"""
+The validating webhook: kopf handlers that turn AdmissionReviews into verdicts.
+
+One handler per resource, each with an explicit id, because the id is the
+URL path the ValidatingWebhookConfiguration (owned by the Helm chart, not by
+kopf) points at: ``/pods``, ``/deployments``, ``/statefulsets``,
+``/daemonsets``, ``/replicasets``, ``/jobs``, ``/cronjobs``. The pods handler
+also serves the ``pods/ephemeralcontainers`` subresource (kubectl debug).
+
+What happens on each review:
+
+* namespaces exempt by configuration (kube-system, image-gate's own) are
+  admitted without a look, so a broken policy can never lock the cluster
+  out of repairing itself;
+* on UPDATE only containers whose image is new are judged;
+* a denial raises `kopf.AdmissionError` (HTTP 403 in the response) with a
+  message that lists every failing container; Warn findings become admission
+  warnings; Audit findings are only counted and logged;
+* a dry-run is judged like any request (lookups have no side effects), but
+  posts no Event;
+* every review is one structured log line and one metrics sample.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import kopf
+
+from image_gate.admission import Admission, Review, changed_containers
+from image_gate.controller import NAMESPACES_INDEX, POLICIES_INDEX, Readiness, compiled_policies, namespace_labels
+from image_gate.evaluate import Subject
+from image_gate.metrics import Metrics
+from image_gate.workloads import UnreadableObject, containers_of
+
+__all__ = ["HANDLED_RESOURCES", "WebhookApp", "register_webhooks"]
+
+logger = logging.getLogger("image_gate.admission")
+
+# Handler id (= URL path) -> (group, version, plural, kind).
+HANDLED_RESOURCES: dict[str, tuple[str, str, str, str]] = {
+    "pods": ("", "v1", "pods", "Pod"),
+    "deployments": ("apps", "v1", "deployments", "Deployment"),
+    "statefulsets": ("apps", "v1", "statefulsets", "StatefulSet"),
+    "daemonsets": ("apps", "v1", "daemonsets", "DaemonSet"),
+    "replicasets": ("apps", "v1", "replicasets", "ReplicaSet"),
+    "jobs": ("batch", "v1", "jobs", "Job"),
+    "cronjobs": ("batch", "v1", "cronjobs", "CronJob"),
+}
+_NOT_READY_MESSAGE = "image-gate is starting and has not loaded the policies yet; retry in a few seconds"
+
+
+@dataclass
+class WebhookApp:
+    """What the handlers share: the admission core, metrics, readiness and exemptions."""
+
+    admission: Admission
+    metrics: Metrics
+    readiness: Readiness
+    exempt_namespaces: Collection[str]
+    startup_wait: float = 5.0
+    """How long a review waits for the indexes at start-up before refusing to judge."""
+
+    async def handle(
+        self,
+        *,
+        kind: str,
+        body: Mapping[str, Any],
+        old: Mapping[str, Any] | None,
+        operation: str | None,
+        subresource: str | None,
+        dry_run: bool,
+        namespace: str | None,
+        indexes: Mapping[str, Any],
+        warnings: list[str],
+    ) -> None:
+        namespace = namespace or ""
+        if namespace in self.exempt_namespaces:
+            return
+        await self._wait_until_ready()
+
+        try:
+            containers = containers_of(kind, body)
+            if operation == "UPDATE" and old is not None:
+                containers = list(changed_containers(containers, containers_of(kind, old)))
+        except UnreadableObject as exc:
+            raise kopf.AdmissionError(f"image-gate cannot read this {kind}: {exc}", code=400) from None
+        if not containers:
+            return
+
+        policies, _broken = compiled_policies(indexes[POLICIES_INDEX])
+        subject = Subject(
+            kind=kind,
+            name=_display_name(body, namespace),
+            namespace=namespace,
+            namespace_labels=namespace_labels(indexes[NAMESPACES_INDEX], namespace),
+            containers=tuple(containers),
+        )
+        review = await self.admission.review(subject, policies)
+        self.metrics.admission(kind=kind, decision=review.decision, dry_run=dry_run, seconds=review.seconds)
+        _log_review(review, operation=operation, subresource=subresource, dry_run=dry_run)
+
+        warnings.extend(review.decision.warning_messages())
+        if not review.decision.allowed:
+            message = review.deny_message
+            if not dry_run:
+                kopf.event(
+                    kopf.Body(cast(kopf.RawBody, dict(body))),
+                    type="Warning",
+                    reason="ImageGateDenied",
+                    message=message[:1024],
+                )
+            raise kopf.AdmissionError(message, code=403)
+
+    async def _wait_until_ready(self) -> None:
+        if self.readiness.indexes.is_set():
+            return
+        try:
+            await asyncio.wait_for(self.readiness.indexes.wait(), timeout=self.startup_wait)
+        except TimeoutError:
+            raise kopf.AdmissionError(_NOT_READY_MESSAGE, code=503) from None
+
+
+def register_webhooks(registry: kopf.OperatorRegistry, app: WebhookApp) -> None:
+    for handler_id, (group, version, plural, kind) in HANDLED_RESOURCES.items():
+        _register(registry, app, handler_id, group, version, plural, kind)
+
+
+def _register(
+    registry: kopf.OperatorRegistry, app: WebhookApp, handler_id: str, group: str, version: str, plural: str, kind: str
+) -> None:
+    # '*' lets the pods handler also see pods/ephemeralcontainers; for the other
+    # resources the chart's rules send no subresources, so it changes nothing.
+    @kopf.on.validate(
+        group, version, plural, id=handler_id, operations=["CREATE", "UPDATE"], subresource="*", registry=registry
+    )
+    async def validate(**kwargs: Any) -> None:
+        await app.handle(
+            kind=kind,
+            body=kwargs["body"],
+            old=kwargs.get("old"),
+            operation=kwargs.get("operation"),
+            subresource=kwargs.get("subresource"),
+            dry_run=bool(kwargs.get("dryrun")),
+            namespace=kwargs.get("namespace"),
+            indexes=kwargs,
+            warnings=kwargs["warnings"],
+        )
+
+
+def _display_name(body: Mapping[str, Any], namespace: str) -> str:
+    metadata = body.get("metadata") or {}
+    name = metadata.get("name") or (f"{metadata['generateName']}*" if metadata.get("generateName") else "(unnamed)")
+    return f"{namespace}/{name}" if namespace else str(name)
+
+
+def _log_review(review: Review, *, operation: str | None, subresource: str | None, dry_run: bool) -> None:
+    decision = review.decision
+    verdict = "denied" if not decision.allowed else "warned" if decision.warnings else "allowed"
+    logger.info(
+        "admission %s",
+        verdict,
+        extra={
+            "review": {
+                "kind": review.subject.kind,
+                "object": review.subject.name,
+                "operation": operation,
+                "subresource": subresource,
+                "dry_run": dry_run,
+                "decision": verdict,
+                "policies": list(decision.policies),
+                "images": sorted(str(image) for image in review.plan.needs),
+                "findings": [
+                    {
+                        "container": f.container.name,
+                        "image": f.container.image,
+                        "policy": f.policy,
+                        "mode": f.mode,
+                        "rule": f.rule,
+                        "problem": f.problem,
+                        "found": f.found,
+                        "expected": f.expected,
+                    }
+                    for f in decision.findings
+                ],
+                "seconds": round(review.seconds, 6),
+            }
+        },
+    )
