@@ -1,0 +1,405 @@
+"""
+The facts the policies need about an image, resolved through the caches.
+
+`FactResolver.resolve` is what the webhook calls for each image: it answers the
+base image (Huawei Cloud HSS) and the registry's digest for the tag (Alibaba
+Cloud SAS), each only when asked, both at once, within the request's deadline.
+
+Each fact takes two cloud calls, and each call has its own cache, keyed by what
+determines its answer, so that a fact is fetched as rarely as it can change:
+
+=================  ==========================================  ===========================
+cache              key                                         fresh for
+=================  ==========================================  ===========================
+``hss_image``      location, image name, tag                   ``tag_ttl``
+                   location, image name, digest (pinned)       ``pinned_ttl``
+``hss_base_image`` the image's digest                          ``digest_ttl`` (forever)
+``sas_repository`` region, ACR instance (or host), ns, name    ``repository_ttl``
+``sas_digest``     repository, tag                             ``tag_ttl``
+=================  ==========================================  ===========================
+
+Keying the base image by digest is what makes HSS's 5 calls a minute last:
+every tag, every pod and every replica that runs the same image shares one
+``basic-image`` call, for as long as the entry stays in memory.
+
+When step one of a chain finds the key of step two, it starts step two in the
+background at once (`OutcomeCache.warm`), so the whole chain completes and fills
+the caches even if the request that started it has long given up.
+
+Cloud clients are seen through the `HssLookups` / `SasLookups` protocols; every
+call goes through the cloud's `CircuitBreaker`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from image_gate.cache import Answer, CacheObserver, OutcomeCache
+from image_gate.clock import Clock, Deadline, Sleep, monotonic, sleep
+from image_gate.clouds.breaker import (
+    BreakerObserver,
+    BreakerSettings,
+    BreakerState,
+    CircuitBreaker,
+)
+from image_gate.images import ImageReference
+from image_gate.lookups import BaseImage, Failure, Found, NotApplicable, Outcome, Unauthorized
+from image_gate.registries import AcrLocation, HssLocation, RegistryMapping
+
+__all__ = [
+    "CacheSettings",
+    "FactResolver",
+    "FactsObserver",
+    "HssLookups",
+    "ImageFacts",
+    "NullFactsObserver",
+    "RegistryImageLike",
+    "SasLookups",
+]
+
+HUAWEI = "huawei"
+ALIYUN = "aliyun"
+# The APIs behind each step, to label failures the cache makes itself (timeouts, shutdown).
+HSS_FIND_API = "ListRegistryImages"
+HSS_BASE_API = "ListImageBasicImage"
+SAS_FIND_API = "DescribeImageInstances"
+SAS_DIGEST_API = "DescribeImage"
+
+NO_HUAWEI_CREDENTIALS = "no Huawei Cloud credentials are configured"
+NO_ALIYUN_CREDENTIALS = "no Alibaba Cloud credentials are configured"
+
+
+# -- the seams to the cloud clients
+
+
+class RegistryImageLike(Protocol):
+    """What the resolver reads of an HSS registry image (``RegistryImagesInfo``)."""
+
+    @property
+    def image_id(self) -> str: ...
+
+    @property
+    def digest(self) -> str | None: ...
+
+
+R = TypeVar("R", bound=RegistryImageLike)
+A = TypeVar("A", bound=Hashable)
+
+
+class HssLookups(Protocol[R]):
+    """The Huawei Cloud HSS client, as the resolver uses it."""
+
+    async def find_image(self, image: ImageReference, location: HssLocation, *, deadline: Deadline) -> Outcome[R]: ...
+
+    async def base_image(self, image: R, location: HssLocation, *, deadline: Deadline) -> Outcome[BaseImage]: ...
+
+
+class SasLookups(Protocol[A]):
+    """The Alibaba Cloud SAS client, as the resolver uses it. Repositories must be hashable: they are cache keys."""
+
+    async def find_repository(
+        self, image: ImageReference, location: AcrLocation, *, deadline: Deadline
+    ) -> Outcome[A]: ...
+
+    async def registry_digest(self, repository: A, tag: str, *, deadline: Deadline) -> Outcome[str]: ...
+
+
+class FactsObserver(CacheObserver, BreakerObserver, Protocol):
+    """Everything the resolver reports: its caches' counters and its breakers' states."""
+
+
+class NullFactsObserver:
+    def hit(self, *, cache: str, negative: bool) -> None:
+        pass
+
+    def miss(self, *, cache: str, joined: bool) -> None:
+        pass
+
+    def stale(self, *, cache: str, reason: str, age: float) -> None:
+        pass
+
+    def timed_out(self, *, cache: str) -> None:
+        pass
+
+    def refresh_ahead(self, *, cache: str) -> None:
+        pass
+
+    def evicted(self, *, cache: str) -> None:
+        pass
+
+    def breaker_state(self, *, cloud: str, state: BreakerState) -> None:
+        pass
+
+    def breaker_rejected(self, *, cloud: str, api: str) -> None:
+        pass
+
+
+# -- settings and results
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """How long facts are trusted, and how much memory they may take.
+
+    The defaults follow what the clouds allow and what the field does
+    (Kubernetes ImagePolicyWebhook: allow 5 min, deny 30 s).
+    """
+
+    tag_ttl: float = 300.0
+    """A tag can be pushed again at any time: what it points at is re-checked after 5 min."""
+    pinned_ttl: float = 86_400.0
+    """Which HSS image a digest-pinned reference names does not change; a day bounds surprises
+    such as an image deleted and synced again under a new HSS id."""
+    repository_ttl: float = 3_600.0
+    """ACR instance and repository ids are stable; an hour notices a repository deleted and re-created."""
+    digest_ttl: float | None = None
+    """Facts about a digest never change: None keeps them until the LRU bound evicts them."""
+    negative_ttl: float = 30.0
+    """"Not found" is often "not scanned yet": ask again soon, but not on every admission."""
+    max_stale: float = 3_600.0
+    """When a cloud fails, a `Found` up to an hour old (counted from when it was fetched) still answers."""
+    lookup_budget: float = 30.0
+    """The most one lookup may take in the background, quota waits and retries included."""
+    refresh_ahead: float | None = 0.8
+    """A hit after 80% of a tag's TTL refreshes it in the background; None to turn it off."""
+    max_refreshes: int = 4
+    """Background refreshes at once per cache, so that they never take the whole HSS quota."""
+    max_entries: int = 10_000
+    """Entries per cache (each a few hundred bytes); the least recently used one goes first."""
+
+    def __post_init__(self) -> None:
+        for name in ("tag_ttl", "pinned_ttl", "repository_ttl", "negative_ttl", "max_stale", "lookup_budget"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"CacheSettings.{name} must be positive, not {getattr(self, name)}")
+        if self.digest_ttl is not None and self.digest_ttl <= 0:
+            raise ValueError(f"CacheSettings.digest_ttl must be positive or None, not {self.digest_ttl}")
+        if self.negative_ttl > self.tag_ttl:
+            raise ValueError(
+                f"CacheSettings.negative_ttl ({self.negative_ttl:g}s) must not exceed tag_ttl ({self.tag_ttl:g}s)"
+            )
+        if self.max_stale < self.tag_ttl:
+            raise ValueError(
+                f"CacheSettings.max_stale ({self.max_stale:g}s) must be at least tag_ttl ({self.tag_ttl:g}s), "
+                "or no stale fact could ever be served"
+            )
+        if self.refresh_ahead is not None and not 0 < self.refresh_ahead < 1:
+            raise ValueError(f"CacheSettings.refresh_ahead must be between 0 and 1, not {self.refresh_ahead}")
+        if self.max_refreshes < 0 or self.max_entries < 1:
+            raise ValueError("CacheSettings.max_refreshes must be >= 0 and max_entries >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFacts:
+    """The facts about one image; None where the caller did not ask."""
+
+    base_image: Outcome[BaseImage] | None = None
+    registry_digest: Outcome[str] | None = None
+    base_image_stale: bool = False
+    """The base image is a cached `Found` past its TTL, answered because the refresh failed or was too slow."""
+    registry_digest_stale: bool = False
+    stale_because: tuple[Failure, ...] = ()
+    """The failures the stale answers stand in for, for the log line and the warning."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    """One fact with its freshness, as the two chains return it."""
+
+    outcome: Outcome[Any]
+    stale: bool = False
+    because: tuple[Failure, ...] = ()
+
+    @classmethod
+    def of(cls, *answers: Answer[Any]) -> _Resolved:
+        """The last answer's outcome, stale if any step of the chain was."""
+        because = tuple(a.error for a in answers if a.stale and a.error is not None)
+        return cls(answers[-1].outcome, stale=any(a.stale for a in answers), because=because)
+
+
+# -- the resolver
+
+
+class FactResolver:
+    """Resolves image facts through caches, breakers and the cloud clients.
+
+    ``hss`` / ``sas`` are None when that cloud has no credentials: its facts are
+    then `Unauthorized` for the images the mapping sends to it, so that
+    ``onUnresolved`` decides, and the message says what to configure.
+    """
+
+    def __init__(
+        self,
+        mapping: RegistryMapping,
+        hss: HssLookups[Any] | None,
+        sas: SasLookups[Any] | None,
+        *,
+        settings: CacheSettings = CacheSettings(),
+        breakers: BreakerSettings | None = None,
+        clock: Clock = monotonic,
+        sleep: Sleep = sleep,
+        observer: FactsObserver | None = None,
+    ) -> None:
+        self.mapping = mapping
+        self.settings = settings
+        self._hss = hss
+        self._sas = sas
+        watcher: FactsObserver = observer if observer is not None else NullFactsObserver()
+        breaker_settings = breakers if breakers is not None else BreakerSettings()
+        self._hss_breaker = CircuitBreaker(HUAWEI, breaker_settings, clock=clock, observer=watcher)
+        self._sas_breaker = CircuitBreaker(ALIYUN, breaker_settings, clock=clock, observer=watcher)
+
+        def cache(name: str, cloud: str, api: str, ttl: float | None) -> OutcomeCache[Any, Any]:
+            return OutcomeCache(
+                name,
+                cloud=cloud,
+                api=api,
+                maxsize=settings.max_entries,
+                ttl=ttl,
+                negative_ttl=settings.negative_ttl,
+                max_stale=settings.max_stale,
+                lookup_budget=settings.lookup_budget,
+                refresh_ahead=settings.refresh_ahead,
+                max_refreshes=settings.max_refreshes,
+                clock=clock,
+                sleep=sleep,
+                observer=watcher,
+            )
+
+        self._hss_images: OutcomeCache[Hashable, RegistryImageLike] = cache(
+            "hss_image", HUAWEI, HSS_FIND_API, settings.tag_ttl
+        )
+        self._hss_bases: OutcomeCache[Hashable, BaseImage] = cache(
+            "hss_base_image", HUAWEI, HSS_BASE_API, settings.digest_ttl
+        )
+        self._sas_repositories: OutcomeCache[Hashable, Hashable] = cache(
+            "sas_repository", ALIYUN, SAS_FIND_API, settings.repository_ttl
+        )
+        self._sas_digests: OutcomeCache[Hashable, str] = cache("sas_digest", ALIYUN, SAS_DIGEST_API, settings.tag_ttl)
+
+    @property
+    def breakers(self) -> tuple[CircuitBreaker, CircuitBreaker]:
+        """The HSS and SAS breakers, for health reporting."""
+        return self._hss_breaker, self._sas_breaker
+
+    async def resolve(self, image: ImageReference, *, base_image: bool, digest: bool, deadline: Deadline) -> ImageFacts:
+        """The facts asked for, each within ``deadline``; the two clouds are asked concurrently."""
+        base: _Resolved | None = None
+        registry: _Resolved | None = None
+        if base_image and digest:
+            # One task, not two: the other chain runs in this one (a warm resolve stays cheap).
+            other = asyncio.ensure_future(self._registry_digest(image, deadline))
+            try:
+                base = await self._base_image(image, deadline)
+            except BaseException:
+                # The chains return outcomes and never raise: this is our caller being cancelled.
+                # The other chain goes too; the lookups the caches share with others go on.
+                other.cancel()
+                raise
+            registry = await other
+        elif base_image:
+            base = await self._base_image(image, deadline)
+        elif digest:
+            registry = await self._registry_digest(image, deadline)
+        return ImageFacts(
+            base_image=base.outcome if base is not None else None,
+            registry_digest=registry.outcome if registry is not None else None,
+            base_image_stale=base is not None and base.stale,
+            registry_digest_stale=registry is not None and registry.stale,
+            stale_because=(base.because if base is not None else ()) + (registry.because if registry else ()),
+        )
+
+    async def aclose(self) -> None:
+        """Cancel every lookup in flight (at shutdown)."""
+        await asyncio.gather(
+            self._hss_images.aclose(),
+            self._hss_bases.aclose(),
+            self._sas_repositories.aclose(),
+            self._sas_digests.aclose(),
+        )
+
+    # -- HSS: reference -> registry image -> base image (by digest)
+
+    async def _base_image(self, image: ImageReference, deadline: Deadline) -> _Resolved:
+        location = self.mapping.hss_location(image)
+        if location is None:
+            return _Resolved(NotApplicable(f"no registry mapping sends {image.registry} to Huawei HSS"))
+        hss = self._hss
+        if hss is None:
+            return _Resolved(Unauthorized(cloud=HUAWEI, api="-", detail=NO_HUAWEI_CREDENTIALS))
+        breaker = self._hss_breaker
+
+        async def fetch_base(registry_image: RegistryImageLike, budget: Deadline) -> Outcome[BaseImage]:
+            return await breaker.call(HSS_BASE_API, lambda: hss.base_image(registry_image, location, deadline=budget))
+
+        async def find_image(budget: Deadline) -> Outcome[RegistryImageLike]:
+            outcome: Outcome[RegistryImageLike] = await breaker.call(
+                HSS_FIND_API, lambda: hss.find_image(image, location, deadline=budget)
+            )
+            if isinstance(outcome, Found):
+                found = outcome.value
+                self._hss_bases.warm(_base_key(found, location), lambda b: fetch_base(found, b))
+            return outcome
+
+        if image.digest is not None:
+            image_key: Hashable = (location, image.name, "@", image.digest)
+            ttl = self.settings.pinned_ttl
+        else:
+            image_key = (location, image.name, ":", image.tag)
+            ttl = self.settings.tag_ttl
+        first = await self._hss_images.get(image_key, find_image, deadline=deadline, ttl=ttl)
+        if not isinstance(first.outcome, Found):
+            return _Resolved.of(first)
+        registry_image = first.outcome.value
+        second = await self._hss_bases.get(
+            _base_key(registry_image, location), lambda b: fetch_base(registry_image, b), deadline=deadline
+        )
+        return _Resolved.of(first, second)
+
+    # -- SAS: reference -> ACR repository (ids) -> the tag's current digest
+
+    async def _registry_digest(self, image: ImageReference, deadline: Deadline) -> _Resolved:
+        location = self.mapping.acr_location(image)
+        if location is None:
+            return _Resolved(NotApplicable(f"no registry mapping sends {image.registry} to Alibaba Cloud ACR"))
+        tag = image.tag
+        if tag is None:
+            # Checked before the credentials: without a tag there is nothing to ask, whoever asks.
+            return _Resolved(NotApplicable(f"{image} names no tag to compare with the registry"))
+        sas = self._sas
+        if sas is None:
+            return _Resolved(Unauthorized(cloud=ALIYUN, api="-", detail=NO_ALIYUN_CREDENTIALS))
+        breaker = self._sas_breaker
+
+        async def fetch_digest(repository: Hashable, budget: Deadline) -> Outcome[str]:
+            return await breaker.call(SAS_DIGEST_API, lambda: sas.registry_digest(repository, tag, deadline=budget))
+
+        async def find_repository(budget: Deadline) -> Outcome[Hashable]:
+            outcome: Outcome[Hashable] = await breaker.call(
+                SAS_FIND_API, lambda: sas.find_repository(image, location, deadline=budget)
+            )
+            if isinstance(outcome, Found):
+                repository = outcome.value
+                self._sas_digests.warm((repository, tag), lambda b: fetch_digest(repository, b))
+            return outcome
+
+        # Without an instance id the host tells ACR instances of one region apart.
+        instance = location.instance_id or image.registry
+        repository_key = (location.region, instance, image.namespace, image.short_name)
+        first = await self._sas_repositories.get(repository_key, find_repository, deadline=deadline)
+        if not isinstance(first.outcome, Found):
+            return _Resolved.of(first)
+        repository = first.outcome.value
+        second = await self._sas_digests.get(
+            (repository, tag), lambda b: fetch_digest(repository, b), deadline=deadline
+        )
+        return _Resolved.of(first, second)
+
+
+def _base_key(image: RegistryImageLike, location: HssLocation) -> Hashable:
+    """Facts about a digest hold wherever the image is; without a digest, HSS's id in its project is the key."""
+    if image.digest:
+        return ("digest", image.digest)
+    return ("image", location.region, location.project_id, image.image_id)
