@@ -300,14 +300,14 @@ class SasClient:
         data = answer.body.get("Data")
         if data is None or data == {}:
             return NotFound(
-                detail=f"Security Center has no digest for {repository}:{tag}", request_id=answer.request_id
+                detail=f"Security Center has no digest for tag {tag} of {repository}", request_id=answer.request_id
             )
         if not isinstance(data, Mapping):
             return _bad(api, "Data is not an object", answer.request_id)
         digest = data.get("Digest")
         if digest is None or digest == "":
             return NotFound(
-                detail=f"Security Center has no digest for {repository}:{tag}", request_id=answer.request_id
+                detail=f"Security Center has no digest for tag {tag} of {repository}", request_id=answer.request_id
             )
         normalised = _normalise_digest(digest)
         if normalised is None:

@@ -58,6 +58,7 @@ __all__ = [
     "canonical_request",
     "is_signed_header",
     "percent_encode",
+    "query_pairs",
     "random_nonce",
     "sign_string",
     "string_to_sign",
