@@ -37,6 +37,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from cachetools import LRUCache
+
 from image_gate.cache import Answer, CacheObserver, OutcomeCache
 from image_gate.clock import Clock, Deadline, Sleep, monotonic, sleep
 from image_gate.clouds.breaker import (
@@ -67,6 +69,8 @@ HSS_FIND_API = "ListRegistryImages"
 HSS_BASE_API = "ListImageBasicImage"
 SAS_FIND_API = "DescribeImageInstances"
 SAS_DIGEST_API = "DescribeImage"
+
+_LOCATION_MEMO = 1_024
 
 NO_HUAWEI_CREDENTIALS = "no Huawei Cloud credentials are configured"
 NO_ALIYUN_CREDENTIALS = "no Alibaba Cloud credentials are configured"
@@ -214,9 +218,15 @@ class _Resolved:
 
     @classmethod
     def of(cls, *answers: Answer[Any]) -> _Resolved:
-        """The last answer's outcome, stale if any step of the chain was."""
-        because = tuple(a.error for a in answers if a.stale and a.error is not None)
-        return cls(answers[-1].outcome, stale=any(a.stale for a in answers), because=because)
+        """The last answer's outcome; a `Found` is stale if any step of the chain was.
+
+        A failure or "not found" reached through a stale step is just that: it is
+        the answer, and nothing stale is being passed off as a fact.
+        """
+        outcome = answers[-1].outcome
+        if not isinstance(outcome, Found) or not any(a.stale for a in answers):
+            return cls(outcome)
+        return cls(outcome, stale=True, because=tuple(a.error for a in answers if a.error is not None))
 
 
 # -- the resolver
@@ -278,6 +288,10 @@ class FactResolver:
             "sas_repository", ALIYUN, SAS_FIND_API, settings.repository_ttl
         )
         self._sas_digests: OutcomeCache[Hashable, str] = cache("sas_digest", ALIYUN, SAS_DIGEST_API, settings.tag_ttl)
+        # The mapping matches hosts with globs, which costs more than the rest of a warm resolve;
+        # its answer depends on the registry alone. Bounded: registries come from untrusted pod specs.
+        self._hss_locations: LRUCache[str, HssLocation | None] = LRUCache(_LOCATION_MEMO)
+        self._acr_locations: LRUCache[str, AcrLocation | None] = LRUCache(_LOCATION_MEMO)
 
     @property
     def breakers(self) -> tuple[CircuitBreaker, CircuitBreaker]:
@@ -323,7 +337,10 @@ class FactResolver:
     # -- HSS: reference -> registry image -> base image (by digest)
 
     async def _base_image(self, image: ImageReference, deadline: Deadline) -> _Resolved:
-        location = self.mapping.hss_location(image)
+        try:
+            location = self._hss_locations[image.registry]
+        except KeyError:
+            location = self._hss_locations[image.registry] = self.mapping.hss_location(image)
         if location is None:
             return _Resolved(NotApplicable(f"no registry mapping sends {image.registry} to Huawei HSS"))
         hss = self._hss
@@ -361,7 +378,10 @@ class FactResolver:
     # -- SAS: reference -> ACR repository (ids) -> the tag's current digest
 
     async def _registry_digest(self, image: ImageReference, deadline: Deadline) -> _Resolved:
-        location = self.mapping.acr_location(image)
+        try:
+            location = self._acr_locations[image.registry]
+        except KeyError:
+            location = self._acr_locations[image.registry] = self.mapping.acr_location(image)
         if location is None:
             return _Resolved(NotApplicable(f"no registry mapping sends {image.registry} to Alibaba Cloud ACR"))
         tag = image.tag

@@ -376,6 +376,21 @@ async def test_stale_facts_are_answered_and_marked_when_a_cloud_fails(
     assert facts.stale_because == (outage,)
 
 
+async def test_a_failure_reached_through_a_stale_step_is_not_marked_stale(
+    resolver: FactResolver, time: FakeTime, hss: FakeHss
+) -> None:
+    hss.bases[DIGEST_A] = NotFound("not scanned yet")
+    await resolver.resolve(APP_V1, base_image=True, digest=False, deadline=time.deadline(3))
+    await time.advance(CacheSettings().tag_ttl + 1)
+    # Step one answers stale (HSS list fails); step two has no fact to fall back on and fails too.
+    hss.images[str(APP_V1)] = Unavailable(cloud="huawei", api="ListRegistryImages", detail="503")
+    hss.bases[DIGEST_A] = Unavailable(cloud="huawei", api="ListImageBasicImage", detail="503")
+    facts = await resolver.resolve(APP_V1, base_image=True, digest=False, deadline=time.deadline(3))
+    assert facts.base_image == hss.bases[DIGEST_A]
+    assert not facts.base_image_stale
+    assert facts.stale_because == ()
+
+
 async def test_the_breaker_stops_calls_to_a_failing_cloud(time: FakeTime, hss: FakeHss, sas: FakeSas) -> None:
     known(hss, sas)
     states: list[tuple[str, BreakerState]] = []
