@@ -136,8 +136,8 @@ async def test_update_judges_only_new_images(app: WebhookApp) -> None:
     old = pod("legacy:7")
     relabelled = pod("legacy:7")
     await handle(app, relabelled, old=old, operation="UPDATE", indexes=index({"no-centos": NO_CENTOS}))
+    debug = pod("legacy:7", ephemeral=("legacy:7",))
     with pytest.raises(kopf.AdmissionError) as caught:
-        debug = pod("legacy:7", ephemeral=("legacy:7",))
         await handle(
             app,
             debug,
