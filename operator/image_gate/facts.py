@@ -162,7 +162,7 @@ class CacheSettings:
     digest_ttl: float | None = None
     """Facts about a digest never change: None keeps them until the LRU bound evicts them."""
     negative_ttl: float = 30.0
-    """"Not found" is often "not scanned yet": ask again soon, but not on every admission."""
+    """A `NotFound` is often "not scanned yet": ask again soon, but not on every admission."""
     max_stale: float = 3_600.0
     """When a cloud fails, a `Found` up to an hour old (counted from when it was fetched) still answers."""
     lookup_budget: float = 30.0
@@ -303,7 +303,7 @@ class FactResolver:
         base: _Resolved | None = None
         registry: _Resolved | None = None
         if base_image and digest:
-            # One task, not two: the other chain runs in this one (a warm resolve stays cheap).
+            # One chain in a task, the other in this coroutine: one task fewer keeps a warm resolve cheap.
             other = asyncio.ensure_future(self._registry_digest(image, deadline))
             try:
                 base = await self._base_image(image, deadline)
