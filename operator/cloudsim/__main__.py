@@ -22,8 +22,7 @@ from image_gate.clouds.quota import Rate
 def _rate(text: str) -> Rate | None:
     if text in ("", "off", "none"):
         return None
-    calls, _, period = text.partition("/")
-    return Rate(int(calls), float(period.rstrip("s") or 60))
+    return Rate.parse(text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,7 +60,12 @@ def huawei_client(
     except huawei.CredentialsError as exc:
         raise StartupError(f"Huawei Cloud credentials: {exc}") from None
     return huawei.HssClient(
-        auth, endpoint=settings.hss_endpoint, iam_endpoint=iam_endpoint, verify=verify, observer=observer
+        auth,
+        endpoint=settings.hss_endpoint,
+        iam_endpoint=iam_endpoint,
+        verify=verify,
+        observer=observer,
+        rate=settings.hss_rate,
     )
 
 
@@ -82,6 +87,7 @@ def aliyun_client(
         endpoint=settings.sas_endpoint,
         verify=verify,
         observer=observer,
+        rate=settings.sas_rate,
     )
 
 

@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from image_gate.clouds.quota import Rate
 from image_gate.registries import ConfigError, RegistryMapping
 
 __all__ = ["DEFAULT_EXEMPT_NAMESPACES", "Settings", "SettingsError", "add_run_arguments"]
 
 DEFAULT_EXEMPT_NAMESPACES = ("kube-system",)
 LogFormat = Literal["json", "text"]
+HSS_PUBLISHED_QUOTA = Rate(5, 60.0)
+SAS_SAFE_RATE = Rate(5, 1.0)
 
 
 class SettingsError(ValueError):
@@ -49,6 +52,10 @@ class Settings:
     sas_endpoint: str | None = None
     cloud_ca_file: Path | None = None
     """CA bundle for the clouds' TLS (the demo's cloudsim); default: the system's."""
+    hss_rate: Rate = HSS_PUBLISHED_QUOTA
+    """Calls per API per credential: HSS's published quota, unless yours was raised."""
+    sas_rate: Rate = SAS_SAFE_RATE
+    """SAS publishes no quota; single-digit calls per second per account is safe."""
     tag_ttl: float = 300.0
     negative_ttl: float = 30.0
     max_stale: float = 3600.0
@@ -88,6 +95,8 @@ class Settings:
             hss_endpoint=read.url("hss_endpoint") or registries.huawei_endpoint,
             sas_endpoint=read.url("sas_endpoint") or registries.aliyun_endpoint,
             cloud_ca_file=read.path("cloud_ca_file", must_exist=True),
+            hss_rate=read.rate("hss_rate", defaults.hss_rate),
+            sas_rate=read.rate("sas_rate", defaults.sas_rate),
             tag_ttl=read.seconds("tag_ttl_seconds", defaults.tag_ttl),
             negative_ttl=read.seconds("negative_ttl_seconds", defaults.negative_ttl),
             max_stale=read.seconds("max_stale_seconds", defaults.max_stale),
@@ -115,6 +124,8 @@ _RUN_OPTIONS: tuple[tuple[str, str], ...] = (
     ("hss_endpoint", "override the Huawei Cloud HSS endpoint (all regions)"),
     ("sas_endpoint", "override the Alibaba Cloud Security Center endpoint"),
     ("cloud_ca_file", "CA bundle to verify the clouds' TLS with, instead of the system's"),
+    ("hss_rate", "client-side quota per HSS API and credential, calls/seconds (default 5/60, HSS's own)"),
+    ("sas_rate", "client-side quota per SAS API and account, calls/seconds (default 5/1)"),
     ("tag_ttl_seconds", "how long a tag's digest and HSS image id are trusted (default 300)"),
     ("negative_ttl_seconds", "how long 'not found' answers are cached (default 30)"),
     ("max_stale_seconds", "how long a fact may be served after its cloud started failing (default 3600)"),
@@ -177,6 +188,15 @@ class _Reader:
             bound = f" and at most {maximum:g}" if maximum is not None else ""
             raise SettingsError(f"{self.where(dest)}: must be positive{bound}, not {value}")
         return seconds
+
+    def rate(self, dest: str, default: Rate) -> Rate:
+        value = self.raw(dest)
+        if value is None:
+            return default
+        try:
+            return Rate.parse(value)
+        except ValueError as exc:
+            raise SettingsError(f"{self.where(dest)}: {exc}") from None
 
     def choice(self, dest: str, choices: tuple[str, ...]) -> str | None:
         value = self.raw(dest)

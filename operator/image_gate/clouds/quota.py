@@ -38,6 +38,15 @@ class Rate:
     def __str__(self) -> str:
         return f"{self.calls}/{self.period:g}s"
 
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        """``"5/60"`` or ``"5/60s"``: calls per seconds; raise `ValueError` with the expected form."""
+        calls, sep, period = text.strip().partition("/")
+        try:
+            return cls(int(calls), float(period.strip().removesuffix("s")) if sep else 60.0)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a rate; write calls/seconds, e.g. 5/60") from None
+
 
 class QuotaExceeded(Exception):
     """Raised instead of waiting when the next free slot is further away than the caller will wait."""
