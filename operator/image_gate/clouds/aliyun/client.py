@@ -341,7 +341,7 @@ class SasClient:
                         retry_after=exc.wait,
                     )
                 ) from None
-            if waited > 0:
+            if waited > 0.001:  # not the float dust of a free slot
                 self._observer.quota_wait(cloud=CLOUD, api=api, seconds=waited)
             started = self._clock()
             outcome = "found"

@@ -1,0 +1,515 @@
+"""SasClient against cloudsim's SAS, over real HTTPS on 127.0.0.1, verified against a test CA.
+
+Every fault cloudsim can inject ends in its documented outcome; credentials
+that are wrong, skewed, temporary (STS) or renewed through RRSA behave as on
+Alibaba Cloud; and no credential ever shows up in a log line, an outcome or a
+repr.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloudsim.catalogue import AliyunImage, Catalogue, CatalogueImage
+from cloudsim.faults import Fault, FaultKind
+from cloudsim.server import Simulators
+from image_gate.clock import Deadline
+from image_gate.clouds.aliyun import (
+    AcrRepository,
+    AliyunCredential,
+    RrsaCredentials,
+    SasClient,
+    fingerprint,
+    from_environment,
+)
+from image_gate.clouds.quota import QuotaBook, Rate
+from image_gate.clouds.retry import RetryPolicy
+from image_gate.images import ImageReference
+from image_gate.lookups import (
+    BadResponse,
+    Failure,
+    Found,
+    NotFound,
+    Outcome,
+    Throttled,
+    TimedOut,
+    Unauthorized,
+    Unavailable,
+)
+from image_gate.registries import AcrLocation, RegistryMapping
+from tests.tlsutil import TestPki, make_pki
+
+KEY_ID = "LTAI5tCloudsimDemoKey01"
+SECRET = "cloudsim-demo-aliyun-secret-01"
+STS_KEY_ID = "STS.NTCloudsimDemoSts01"
+STS_SECRET = "cloudsim-demo-aliyun-sts-secret-01"
+STS_TOKEN = "CAISCloudsimDemoSecurityToken01"
+ROLE_ARN = "acs:ram::1234567890123456:role/image-gate"
+PROVIDER_ARN = "acs:ram::1234567890123456:oidc-provider/ack-rrsa-c0ffee"
+OIDC_TOKEN = "header.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6aW1hZ2UtZ2F0ZTppbWFnZS1nYXRlIn0.signature"
+WEB = "demo-registry.cn-hangzhou.cr.aliyuncs.com/shop/web:2.0"
+FAST_RETRIES = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
+SECRETS = (SECRET, STS_SECRET, STS_TOKEN, OIDC_TOKEN)
+
+
+@dataclass
+class Recorder:
+    """A CallObserver that remembers."""
+
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    waits: list[float] = field(default_factory=list)
+
+    def upstream_call(self, *, cloud: str, api: str, outcome: str, seconds: float) -> None:
+        assert cloud == "aliyun"
+        self.calls.append((api, outcome))
+
+    def quota_wait(self, *, cloud: str, api: str, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def sim(pki: TestPki) -> Iterator[Simulators]:
+    with Simulators(Catalogue.load(), ssl_context=pki.server_context()) as simulators:
+        yield simulators
+
+
+@pytest.fixture(autouse=True)
+def clean(sim: Simulators) -> Iterator[None]:
+    state = sim.state
+    images = list(state.catalogue.images)
+
+    def reset() -> None:
+        state.faults.reset()
+        state.sas_rate = None
+        state.clock = time.time
+        state.max_skew = 15 * 60
+        state.catalogue.images[:] = images
+
+    reset()
+    yield
+    reset()
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+def make_client(sim: Simulators, pki: TestPki, credentials: Any = None, **options: Any) -> SasClient:
+    options.setdefault("retry", FAST_RETRIES)
+    return SasClient(
+        credentials or AliyunCredential(KEY_ID, SECRET), endpoint=sim.sas_url, verify=pki.ca_file, **options
+    )
+
+
+@pytest.fixture
+async def client(sim: Simulators, pki: TestPki, recorder: Recorder) -> AsyncIterator[SasClient]:
+    async with make_client(sim, pki, observer=recorder) as sas:
+        yield sas
+
+
+def calls(sim: Simulators, api: str) -> int:
+    return sim.state.faults.calls[api]
+
+
+def image(text: str) -> tuple[ImageReference, AcrLocation]:
+    reference = ImageReference.parse(text)
+    location = RegistryMapping.default().acr_location(reference)
+    assert location is not None
+    return reference, location
+
+
+async def digest_of(sas: SasClient, text: str, *, seconds: float = 3.0) -> Outcome[str]:
+    reference, location = image(text)
+    deadline = Deadline.after(seconds)
+    repository = await sas.find_repository(reference, location, deadline=deadline)
+    if not isinstance(repository, Found):
+        return repository
+    assert reference.tag is not None
+    return await sas.registry_digest(repository.value, reference.tag, deadline=deadline)
+
+
+WEB_REPOSITORY = AcrRepository("cn-hangzhou", "cri-cloudsimdemo0001", "crr-cloudsimshopweb1", "shop", "web")
+
+
+# --- the catalogue resolves ------------------------------------------------------------------
+
+
+async def test_every_catalogue_image_resolves_to_its_digest(sim: Simulators, client: SasClient) -> None:
+    images = sim.state.catalogue.aliyun_images()
+    assert len(images) >= 5
+    for entry in images:
+        outcome = await digest_of(client, str(entry.reference))
+        assert isinstance(outcome, Found), (entry.reference, outcome)
+        assert outcome.value == entry.digest
+        assert outcome.value.startswith("sha256:")
+        assert outcome.request_id
+
+
+async def test_find_repository_matches_exactly(client: SasClient) -> None:
+    # cloudsim matches "web" loosely (web-admin too) and holds shop/web in cn-shanghai as well.
+    reference, location = image(WEB)
+    outcome = await client.find_repository(reference, location, deadline=Deadline.after(3))
+    assert outcome == Found(WEB_REPOSITORY, request_id=outcome.request_id if isinstance(outcome, Found) else None)
+
+
+async def test_configured_instance_id_narrows_the_search(client: SasClient) -> None:
+    reference, _ = image(WEB)
+    right = AcrLocation("cn-hangzhou", "cri-cloudsimdemo0001")
+    wrong = AcrLocation("cn-hangzhou", "cri-doesnotexist01")
+    found = await client.find_repository(reference, right, deadline=Deadline.after(3))
+    assert isinstance(found, Found)
+    assert found.value == WEB_REPOSITORY
+    missing = await client.find_repository(reference, wrong, deadline=Deadline.after(3))
+    assert isinstance(missing, NotFound)
+    assert "cri-doesnotexist01" in missing.detail
+
+
+async def test_pages_through_results(sim: Simulators, pki: TestPki) -> None:
+    async with make_client(sim, pki, page_size=1) as sas:
+        outcome = await digest_of(sas, "demo-registry.cn-hangzhou.cr.aliyuncs.com/shop/web:2.1")
+    assert isinstance(outcome, Found)
+    assert calls(sim, "DescribeImageInstances") == 3  # web:2.0, web:2.1 and web-admin:1.0 match loosely
+
+
+async def test_unknown_repository_and_tag_are_not_found(client: SasClient) -> None:
+    repository = await digest_of(client, "demo-registry.cn-hangzhou.cr.aliyuncs.com/shop/nope:1.0")
+    assert isinstance(repository, NotFound)
+    assert "shop/nope" in repository.detail
+    tag = await client.registry_digest(WEB_REPOSITORY, "9.9", deadline=Deadline.after(3))
+    assert isinstance(tag, NotFound)
+    assert tag.request_id
+
+
+async def test_same_repository_in_two_instances_is_ambiguous(sim: Simulators, client: SasClient) -> None:
+    twin = CatalogueImage(
+        reference=ImageReference.parse("twin-registry.cn-hangzhou.cr.aliyuncs.com/shop/web:2.0"),
+        digest="sha256:" + "ab" * 32,
+        aliyun=AliyunImage("cn-hangzhou", "cri-cloudsimtwin0001", "crr-cloudsimtwinweb1", "x" * 64),
+    )
+    sim.state.catalogue.images.append(twin)
+    reference, location = image(WEB)
+    outcome = await client.find_repository(reference, location, deadline=Deadline.after(3))
+    assert isinstance(outcome, NotFound)
+    assert "cri-cloudsimdemo0001, cri-cloudsimtwin0001" in outcome.detail
+    assert "instanceId" in outcome.detail
+
+
+# --- faults -> outcomes ------------------------------------------------------------------------
+
+
+async def test_latency_within_the_deadline_is_found(sim: Simulators, client: SasClient) -> None:
+    sim.state.faults.add(Fault(api="*", kind="latency", seconds=0.3))
+    outcome = await digest_of(client, WEB)
+    assert isinstance(outcome, Found)
+
+
+async def test_timeout_is_timed_out_within_the_deadline(sim: Simulators, client: SasClient) -> None:
+    sim.state.faults.add(Fault(api="DescribeImage", kind="timeout"))
+    started = time.monotonic()
+    outcome = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(0.5))
+    assert isinstance(outcome, TimedOut)
+    assert time.monotonic() - started < 1.5
+    assert outcome.api == "DescribeImage"
+
+
+async def test_server_error_is_unavailable_after_retries(
+    sim: Simulators, client: SasClient, recorder: Recorder
+) -> None:
+    sim.state.faults.add(Fault(api="DescribeImage", kind="error", status=500))
+    outcome = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
+    assert isinstance(outcome, Unavailable)
+    assert outcome.code == "ServerError"
+    assert outcome.request_id
+    assert calls(sim, "DescribeImage") == 3
+    assert recorder.calls == [("DescribeImage", "unavailable")] * 3
+
+
+async def test_a_passing_server_error_is_retried_to_success(sim: Simulators, client: SasClient) -> None:
+    sim.state.faults.add(Fault(api="DescribeImage", kind="error", status=503, times=1))
+    outcome = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
+    assert isinstance(outcome, Found)
+    assert calls(sim, "DescribeImage") == 2
+
+
+async def test_throttle_is_throttled_with_time_left(sim: Simulators, client: SasClient) -> None:
+    sim.state.faults.add(Fault(api="DescribeImage", kind="throttle", retry_after=5.0))
+    outcome = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(1))
+    assert isinstance(outcome, Throttled)
+    assert outcome.code == "Throttling.User"
+    assert outcome.retry_after == pytest.approx(5.0)
+    assert calls(sim, "DescribeImage") == 1  # 5 s does not fit into the deadline: no retry
+
+    # The client now holds its own quota for that API: the next call does not even reach the cloud.
+    again = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(1))
+    assert isinstance(again, Throttled)
+    assert again.code is None
+    assert again.retry_after is not None
+    assert again.retry_after > 3.5
+    assert calls(sim, "DescribeImage") == 1
+
+
+async def test_short_throttle_is_waited_out(sim: Simulators, client: SasClient) -> None:
+    sim.state.faults.add(Fault(api="DescribeImage", kind="throttle", retry_after=0.2, times=1))
+    started = time.monotonic()
+    outcome = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
+    assert isinstance(outcome, Found)
+    assert time.monotonic() - started >= 0.2
+    assert calls(sim, "DescribeImage") == 2
+
+
+async def test_cloud_rate_limit_is_throttled(sim: Simulators, client: SasClient) -> None:
+    sim.state.sas_rate = Rate(2, 60.0)
+    for _ in range(2):
+        assert isinstance(await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3)), Found)
+    outcome = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(1))
+    assert isinstance(outcome, Throttled)
+    assert outcome.code == "Throttling.User"
+    assert outcome.retry_after is not None
+    assert 55 < outcome.retry_after <= 60
+
+
+async def test_malformed_is_a_bad_response_not_retried(sim: Simulators, client: SasClient) -> None:
+    sim.state.faults.add(Fault(api="DescribeImageInstances", kind="malformed"))
+    reference, location = image(WEB)
+    outcome = await client.find_repository(reference, location, deadline=Deadline.after(3))
+    assert isinstance(outcome, BadResponse)
+    assert calls(sim, "DescribeImageInstances") == 1
+
+
+async def test_auth_fault_is_unauthorized_not_retried(sim: Simulators, client: SasClient) -> None:
+    sim.state.faults.add(Fault(api="DescribeImage", kind="auth"))
+    outcome = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
+    assert isinstance(outcome, Unauthorized)
+    assert outcome.code == "SignatureDoesNotMatch"
+    assert calls(sim, "DescribeImage") == 1
+
+
+async def test_no_permission_is_unauthorized(sim: Simulators, client: SasClient) -> None:
+    sim.state.faults.add(Fault(api="DescribeImage", kind="error", status=403))
+    outcome = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
+    assert isinstance(outcome, Unauthorized)
+    assert outcome.code == "NoPermission"
+    assert "caller has no permission" in outcome.message
+    assert calls(sim, "DescribeImage") == 1
+
+
+async def test_connection_refused_is_unavailable(pki: TestPki) -> None:
+    sas = SasClient(
+        AliyunCredential(KEY_ID, SECRET), endpoint="https://127.0.0.1:9", verify=pki.ca_file, retry=FAST_RETRIES
+    )
+    async with sas:
+        outcome = await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(2))
+    assert isinstance(outcome, Unavailable)
+
+
+async def test_an_expired_deadline_makes_no_call(sim: Simulators, client: SasClient) -> None:
+    outcome = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(0))
+    assert isinstance(outcome, TimedOut | Throttled)
+    assert calls(sim, "DescribeImage") == 0
+
+
+async def test_client_side_quota(sim: Simulators, pki: TestPki, recorder: Recorder) -> None:
+    async with make_client(sim, pki, rate=Rate(1, 0.3), observer=recorder, quota=QuotaBook()) as sas:
+        assert isinstance(await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3)), Found)
+        assert isinstance(await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3)), Found)
+        assert len(recorder.waits) == 1  # the second call waited for its slot
+        assert recorder.waits[0] > 0.1
+        denied = await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(0.05))
+    assert isinstance(denied, Throttled)
+    assert calls(sim, "DescribeImage") == 2
+
+
+# --- credentials -------------------------------------------------------------------------------
+
+
+async def test_wrong_secret_is_unauthorized(sim: Simulators, pki: TestPki) -> None:
+    async with make_client(sim, pki, AliyunCredential(KEY_ID, "not-the-secret")) as sas:
+        outcome = await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
+    assert isinstance(outcome, Unauthorized)
+    assert outcome.code == "SignatureDoesNotMatch"
+    assert calls(sim, "DescribeImage") == 1
+
+
+async def test_unknown_access_key_is_unauthorized(sim: Simulators, pki: TestPki) -> None:
+    async with make_client(sim, pki, AliyunCredential("LTAI5tNobodyKnowsThis", SECRET)) as sas:
+        outcome = await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
+    assert isinstance(outcome, Unauthorized)
+    assert outcome.code == "InvalidAccessKeyId.NotFound"
+
+
+async def test_skewed_clock_is_unauthorized(sim: Simulators, pki: TestPki) -> None:
+    async with make_client(sim, pki, wall_clock=lambda: time.time() - 16 * 60) as sas:
+        outcome = await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
+    assert isinstance(outcome, Unauthorized)
+    assert outcome.code == "InvalidTimeStamp.Expired"
+
+    async with make_client(sim, pki, wall_clock=lambda: time.time() - 14 * 60) as sas:
+        assert isinstance(await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3)), Found)
+
+
+async def test_static_sts_credentials(sim: Simulators, pki: TestPki) -> None:
+    async with make_client(sim, pki, AliyunCredential(STS_KEY_ID, STS_SECRET, STS_TOKEN)) as sas:
+        assert isinstance(await digest_of(sas, WEB), Found)
+    async with make_client(sim, pki, AliyunCredential(STS_KEY_ID, STS_SECRET, "CAISSomeOtherToken")) as sas:
+        outcome = await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
+    assert isinstance(outcome, Unauthorized)
+    assert outcome.code == "InvalidSecurityToken.MismatchWithAccessKey"
+    async with make_client(sim, pki, AliyunCredential(STS_KEY_ID, STS_SECRET)) as sas:
+        outcome = await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
+    assert isinstance(outcome, Unauthorized)
+
+
+async def test_rrsa_end_to_end(sim: Simulators, pki: TestPki, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(OIDC_TOKEN)
+    env = {
+        "ALIBABA_CLOUD_ROLE_ARN": ROLE_ARN,
+        "ALIBABA_CLOUD_OIDC_PROVIDER_ARN": PROVIDER_ARN,
+        "ALIBABA_CLOUD_OIDC_TOKEN_FILE": str(token_file),
+        "ALIBABA_CLOUD_STS_ENDPOINT": sim.sas_url,
+    }
+    provider = from_environment(env, verify=pki.ca_file)
+    assert isinstance(provider, RrsaCredentials)
+    quota = QuotaBook()
+    try:
+        async with make_client(sim, pki, provider, quota=quota) as sas:
+            assert repr(sas).endswith(f"account={fingerprint(ROLE_ARN)!r})")
+            outcome = await digest_of(sas, WEB)
+            assert isinstance(outcome, Found)
+            outcome = await digest_of(sas, "demo-registry.cn-hangzhou.cr.aliyuncs.com/shop/api:3.4.1")
+            assert isinstance(outcome, Found)
+    finally:
+        await provider.aclose()
+    assert calls(sim, "AssumeRoleWithOIDC") == 1
+
+
+async def test_rrsa_refused_is_unauthorized(sim: Simulators, pki: TestPki, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("invalid-token-from-another-cluster")
+    provider = RrsaCredentials(
+        role_arn=ROLE_ARN,
+        oidc_provider_arn=PROVIDER_ARN,
+        token_file=token_file,
+        sts_endpoint=sim.sas_url,
+        verify=pki.ca_file,
+    )
+    try:
+        async with make_client(sim, pki, provider) as sas:
+            outcome = await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
+    finally:
+        await provider.aclose()
+    assert isinstance(outcome, Unauthorized)
+    assert "AuthenticationFail.OIDCToken.Invalid" in outcome.detail
+    assert calls(sim, "DescribeImage") == 0
+
+
+async def test_rrsa_credentials_expired_at_the_cloud_are_renewed(sim: Simulators, pki: TestPki, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(OIDC_TOKEN)
+    provider = RrsaCredentials(
+        role_arn=ROLE_ARN,
+        oidc_provider_arn=PROVIDER_ARN,
+        token_file=token_file,
+        sts_endpoint=sim.sas_url,
+        verify=pki.ca_file,
+        duration_seconds=900,
+        refresh_before=60,
+    )
+    try:
+        async with make_client(sim, pki, provider) as sas:
+            assert isinstance(await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3)), Found)
+            # The cloud's clock runs 16 minutes ahead of ours (tolerated up to 20 here): it finds the 15-minute
+            # STS credentials expired while we do not. Refused once, the credentials are renewed.
+            real = time.time
+            sim.state.max_skew = 20 * 60
+            sim.state.clock = lambda: real() + 16 * 60
+            first = await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
+            assert isinstance(first, Unauthorized)
+            assert first.code == "InvalidSecurityToken.Expired"
+            sim.state.clock = real
+            assert isinstance(await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3)), Found)
+    finally:
+        await provider.aclose()
+    assert calls(sim, "AssumeRoleWithOIDC") == 2
+
+
+# --- nothing secret escapes --------------------------------------------------------------------
+
+
+async def test_no_credential_in_logs_outcomes_or_reprs(
+    sim: Simulators, pki: TestPki, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger, httpx and httpcore included
+    texts: list[str] = []
+
+    async def exercise(sas: SasClient) -> None:
+        texts.append(repr(sas))
+        kinds: tuple[FaultKind | None, ...] = (None, "error", "throttle", "malformed", "auth")
+        for fault in kinds:
+            sim.state.faults.reset()
+            if fault is not None:
+                sim.state.faults.add(Fault(api="*", kind=fault, retry_after=0.01, times=1))
+            outcome = await digest_of(sas, WEB)
+            texts.extend([repr(outcome), str(outcome)])
+            if isinstance(outcome, Failure):
+                texts.append(outcome.message)
+
+    for credential in (
+        AliyunCredential(KEY_ID, SECRET),
+        AliyunCredential(KEY_ID, "wrong-" + SECRET),
+        AliyunCredential(STS_KEY_ID, STS_SECRET, STS_TOKEN),
+    ):
+        texts.append(repr(credential))
+        async with make_client(sim, pki, credential) as sas:
+            await exercise(sas)
+
+    token_file = tmp_path / "token"
+    token_file.write_text(OIDC_TOKEN)
+    provider = RrsaCredentials(
+        role_arn=ROLE_ARN,
+        oidc_provider_arn=PROVIDER_ARN,
+        token_file=token_file,
+        sts_endpoint=sim.sas_url,
+        verify=pki.ca_file,
+    )
+    try:
+        async with make_client(sim, pki, provider) as sas:
+            await exercise(sas)
+            issued = await provider.get()
+    finally:
+        await provider.aclose()
+    texts.append(repr(provider))
+
+    texts.extend(record.getMessage() for record in caplog.records)
+    assert any(record.name.startswith("httpx") for record in caplog.records)
+    assert issued.security_token is not None
+    forbidden = (*SECRETS, KEY_ID, STS_KEY_ID, issued.access_key_id, issued.access_key_secret, issued.security_token)
+    for text in texts:
+        for secret in forbidden:
+            assert secret not in text, f"a credential leaked into: {text[:200]}"
+
+
+@pytest.mark.parametrize(
+    ("options", "endpoint"),
+    [
+        ({}, "https://tds.cn-shanghai.aliyuncs.com"),
+        ({"site": "international"}, "https://tds.ap-southeast-1.aliyuncs.com"),
+        ({"site": "international", "endpoint": "tds.example.test/"}, "https://tds.example.test"),
+    ],
+)
+async def test_endpoints_by_site(options: dict[str, Any], endpoint: str) -> None:
+    async with SasClient(AliyunCredential(KEY_ID, SECRET), **options) as sas:
+        assert sas.endpoint == endpoint
