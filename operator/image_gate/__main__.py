@@ -1,0 +1,5 @@
+"""``python -m image_gate``: the same as the ``image-gate`` command."""
+
+from image_gate.cli import main
+
+raise SystemExit(main())
