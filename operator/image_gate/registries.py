@@ -28,6 +28,7 @@ The first matching entry wins, so list specific hosts before globs.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -207,10 +208,14 @@ class RegistryMapping:
 
 
 def _host_matches(pattern: str, registry: str) -> bool:
-    # A '*' stands for one DNS label (fnmatch's '*' would also swallow dots), so
+    return _host_regex(pattern).fullmatch(registry.lower()) is not None
+
+
+@functools.lru_cache(maxsize=256)
+def _host_regex(pattern: str) -> re.Pattern[str]:
+    # A '*' stands for one DNS label (fnmatch's '*' would also swallow dots),
     # so a pattern covers exactly the hosts it shows: "*.*.cr.aliyuncs.com" is two labels deep.
-    regex = "".join("[^./]*" if ch == "*" else re.escape(ch) for ch in pattern.lower())
-    return re.fullmatch(regex, registry.lower()) is not None
+    return re.compile("".join("[^./]*" if ch == "*" else re.escape(ch) for ch in pattern.lower()))
 
 
 def _region_from_host(host: str, patterns: Sequence[re.Pattern[str]]) -> str | None:
