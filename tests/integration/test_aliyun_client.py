@@ -8,13 +8,15 @@ repr.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from cloudsim.catalogue import AliyunImage, Catalogue, CatalogueImage
@@ -29,6 +31,7 @@ from image_gate.clouds.aliyun import (
     fingerprint,
     from_environment,
 )
+from image_gate.clouds.aliyun.client import classify_error, throttle_time_left
 from image_gate.clouds.quota import QuotaBook, Rate
 from image_gate.clouds.retry import RetryPolicy
 from image_gate.images import ImageReference
@@ -513,3 +516,177 @@ async def test_no_credential_in_logs_outcomes_or_reprs(
 async def test_endpoints_by_site(options: dict[str, Any], endpoint: str) -> None:
     async with SasClient(AliyunCredential(KEY_ID, SECRET), **options) as sas:
         assert sas.endpoint == endpoint
+
+
+# --- answers of every shape (in-process transport: shapes cloudsim does not produce) -------------
+
+
+def mock_client(answer: httpx.Response | Callable[[httpx.Request], httpx.Response]) -> SasClient:
+    handler = answer if callable(answer) else (lambda request: answer)
+    return SasClient(
+        AliyunCredential(KEY_ID, SECRET),
+        endpoint="https://tds.example.test",
+        transport=httpx.MockTransport(handler),
+        retry=RetryPolicy(attempts=1),
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"RequestId": "r", "Data": {"Digest": "AB" * 32}}, Found("sha256:" + "ab" * 32, request_id="r")),
+        ({"RequestId": "r", "Data": {"Digest": "sha256:" + "CD" * 32}}, Found("sha256:" + "cd" * 32, request_id="r")),
+        ({"RequestId": "r", "Data": {"Digest": "0afb98d97f1a****"}}, BadResponse),
+        ({"RequestId": "r", "Data": {"Digest": 42}}, BadResponse),
+        ({"RequestId": "r", "Data": ["x"]}, BadResponse),
+        ({"RequestId": "r", "Data": None}, NotFound),
+        ({"RequestId": "r"}, NotFound),
+        ({"RequestId": "r", "Data": {"Digest": ""}}, NotFound),
+        (["not", "an", "object"], BadResponse),
+    ],
+)
+async def test_describe_image_answers(body: Any, expected: Any) -> None:
+    async with mock_client(httpx.Response(200, json=body)) as sas:
+        outcome = await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(2))
+    if isinstance(expected, type):
+        assert isinstance(outcome, expected)
+    else:
+        assert outcome == expected
+
+
+async def test_describe_image_sends_the_documented_request() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"RequestId": "r", "Data": {"Digest": "ab" * 32}})
+
+    async with mock_client(handler) as sas:
+        await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(2))
+    request = seen[0]
+    assert request.method == "POST"
+    assert request.url.path == "/"
+    assert request.content == b""
+    assert request.headers["x-acs-action"] == "DescribeImage"
+    assert request.headers["x-acs-version"] == "2018-12-03"
+    assert request.url.query.decode() == (
+        "ImageInstanceId=cri-cloudsimdemo0001&ImageRegionId=cn-hangzhou&ImageRepoId=crr-cloudsimshopweb1&ImageTag=2.0"
+    )
+    assert request.headers["authorization"].startswith(f"ACS3-HMAC-SHA256 Credential={KEY_ID},SignedHeaders=host;")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"RequestId": "r", "ImageInstanceList": "nope"}, BadResponse),
+        ({"RequestId": "r", "ImageInstanceList": [1, 2]}, BadResponse),
+        ({"RequestId": "r", "ImageInstanceList": [], "PageInfo": {"TotalCount": "many"}}, BadResponse),
+        ({"RequestId": "r"}, NotFound),
+        # Rows without the fields we match on are skipped, not trusted.
+        ({"RequestId": "r", "ImageInstanceList": [{"RepoNamespace": "shop", "RepoName": "web"}]}, NotFound),
+        (
+            {
+                "RequestId": "r",
+                "ImageInstanceList": [
+                    {
+                        "RepoNamespace": "shop",
+                        "RepoName": "web",
+                        "RegionId": "cn-hangzhou",
+                        "InstanceId": "cri-cloudsimdemo0001",
+                        "RepoId": "crr-cloudsimshopweb1",
+                    }
+                ],
+            },
+            Found(WEB_REPOSITORY, request_id="r"),
+        ),
+    ],
+)
+async def test_describe_image_instances_answers(body: Any, expected: Any) -> None:
+    reference, location = image(WEB)
+    async with mock_client(httpx.Response(200, json=body)) as sas:
+        outcome = await sas.find_repository(reference, location, deadline=Deadline.after(2))
+    if isinstance(expected, type):
+        assert isinstance(outcome, expected)
+    else:
+        assert outcome == expected
+
+
+async def test_criteria_are_the_documented_json() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"RequestId": "r", "ImageInstanceList": [], "PageInfo": {"TotalCount": 0}})
+
+    reference, _ = image(WEB)
+    async with mock_client(handler) as sas:
+        await sas.find_repository(reference, AcrLocation("cn-hangzhou", "cri-x"), deadline=Deadline.after(2))
+    params = dict(seen[0].url.params)
+    assert json.loads(params["Criteria"]) == [
+        {"name": "repoNamespace", "value": "shop", "logicalExp": "AND"},
+        {"name": "repoName", "value": "web", "logicalExp": "AND"},
+        {"name": "regionId", "value": "cn-hangzhou", "logicalExp": "AND"},
+        {"name": "instanceId", "value": "cri-x", "logicalExp": "AND"},
+    ]
+    assert params["LogicalExp"] == "AND"
+    assert params["CurrentPage"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "kind", "code"),
+    [
+        (400, {"Code": "Throttling.Api", "Message": "m", "RequestId": "r"}, {}, Throttled, "Throttling.Api"),
+        (429, {}, {}, Throttled, None),
+        (400, {"code": "Forbidden.RAM", "message": "m", "requestId": "r"}, {}, Unauthorized, "Forbidden.RAM"),
+        (400, {"Code": "InvalidSecurityToken.Malformed"}, {}, Unauthorized, "InvalidSecurityToken.Malformed"),
+        (403, {"Code": "SomethingNew"}, {}, Unauthorized, "SomethingNew"),
+        (401, None, {}, Unauthorized, None),
+        (502, None, {}, Unavailable, None),
+        (400, {"Code": "ServerError"}, {}, Unavailable, "ServerError"),
+        (400, {"Code": "InvalidParameter"}, {}, BadResponse, "InvalidParameter"),
+    ],
+)
+def test_classify_error(
+    status: int, body: dict[str, Any] | None, headers: dict[str, str], kind: type[Failure], code: str | None
+) -> None:
+    response = httpx.Response(status, json=body) if body is not None else httpx.Response(status, text="<html/>")
+    failure = classify_error(response, api="DescribeImage")
+    assert type(failure) is kind
+    assert failure.code == code
+    if body and ("RequestId" in body or "requestId" in body):
+        assert failure.request_id == "r"
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"x-ratelimit-user-api": "Limit:10,Remain:0,TimeLeft:1500,Reset:1"}, 1.5),
+        (
+            {
+                "x-ratelimit-user-api": "Limit:10,Remain:0,TimeLeft:1500,Reset:1",
+                "x-ratelimit-user": "Limit:100,Remain:0,TimeLeft:4000,Reset:1",
+            },
+            4.0,
+        ),
+        ({"x-acs-retry-after": "250"}, 0.25),
+        ({"x-ratelimit-user-api": "garbage"}, None),
+        ({}, None),
+    ],
+)
+def test_throttle_time_left(headers: dict[str, str], seconds: float | None) -> None:
+    assert throttle_time_left(httpx.Headers(headers)) == seconds
+
+
+async def test_closing_the_client_closes_its_credential_provider(tmp_path: Path) -> None:
+    provider = RrsaCredentials(role_arn=ROLE_ARN, oidc_provider_arn=PROVIDER_ARN, token_file=tmp_path / "t")
+    closed: list[bool] = []
+    original = provider.aclose
+
+    async def aclose() -> None:
+        closed.append(True)
+        await original()
+
+    provider.aclose = aclose  # type: ignore[method-assign]
+    async with SasClient(provider):
+        pass
+    assert closed == [True]

@@ -216,7 +216,9 @@ class SasClient:
         return f"SasClient(endpoint={self.endpoint!r}, account={self._credentials.fingerprint!r})"
 
     async def aclose(self) -> None:
+        """Close the connection pool, and the credential provider's (RRSA keeps one to STS)."""
         await self._http.aclose()
+        await self._credentials.aclose()
 
     async def __aenter__(self) -> SasClient:
         return self
