@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from image_gate.clouds.aliyun import AliyunCredential, AliyunSigner
+from image_gate.clouds.aliyun import AliyunCredential, AliyunSigner, RrsaCredentials
 from image_gate.clouds.aliyun.signer import (
     EMPTY_PAYLOAD_SHA256,
     acs_date,
@@ -277,3 +277,50 @@ def test_agrees_with_the_official_signer(
 def _official_query(official: Any) -> Callable[[dict[str, str]], str]:
     module = importlib.import_module(official.__module__)
     return module.get_canonical_query_string  # type: ignore[no-any-return]
+
+
+async def test_async_flow_asks_the_provider_each_time() -> None:
+    vector = VECTORS["acs3"][0]
+
+    class Provider:
+        fingerprint = "f"
+        asked = 0
+
+        async def get(self) -> AliyunCredential:
+            self.asked += 1
+            return AliyunCredential(vector["access_key_id"], vector["access_key_secret"])
+
+        def invalidate(self) -> None:
+            pass
+
+        async def aclose(self) -> None:
+            pass
+
+    provider = Provider()
+    signer = AliyunSigner(provider, clock=lambda: _epoch(vector["date"]), nonce=lambda: vector["nonce"])
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler), auth=signer) as client:
+        for _ in range(2):
+            await client.post(
+                vector["url"], headers={"x-acs-action": vector["action"], "x-acs-version": vector["version"]}
+            )
+    assert provider.asked == 2
+    assert [request.headers["authorization"] for request in seen] == [vector["authorization"]] * 2
+
+
+def test_sync_flow_refuses_renewable_credentials(tmp_path: Path) -> None:
+    provider = RrsaCredentials(
+        role_arn="acs:ram::1:role/r", oidc_provider_arn="acs:ram::1:oidc-provider/p", token_file=tmp_path / "t"
+    )
+    with (
+        httpx.Client(
+            transport=httpx.MockTransport(lambda request: httpx.Response(200)), auth=AliyunSigner(provider)
+        ) as client,
+        pytest.raises(RuntimeError, match="AsyncClient"),
+    ):
+        client.get("https://example.com/")
