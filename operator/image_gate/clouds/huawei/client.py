@@ -466,7 +466,7 @@ class HssClient:
                     retry_after=exc.wait,
                 )
             ) from None
-        if waited > 0:
+        if waited >= 0.001:  # the limiter reads its clock twice: a free slot can "wait" microseconds
             self._observer.quota_wait(cloud=CLOUD, api=api, seconds=waited)
         remaining = deadline.remaining()
         if remaining <= 0:
