@@ -68,9 +68,9 @@ class SlidingWindowLimiter:
         self.waited = 0.0
         """Total seconds callers spent waiting here (for metrics)."""
 
-    def next_slot(self) -> float:
+    def next_slot(self, now: float | None = None) -> float:
         """When the next call could start, on the limiter's clock."""
-        slot = max(self._clock(), self._blocked_until)
+        slot = max(self._clock() if now is None else now, self._blocked_until)
         if len(self._starts) == self.rate.calls:
             slot = max(slot, self._starts[0] + self.rate.period)
         return slot
@@ -82,7 +82,7 @@ class SlidingWindowLimiter:
         queue of lookups cannot grow without end behind a 5-per-minute quota.
         """
         now = self._clock()
-        slot = self.next_slot()
+        slot = self.next_slot(now)  # one reading of the clock: a free slot waits exactly 0
         wait = slot - now
         if max_wait is not None and wait > max_wait:
             raise QuotaExceeded(wait)
