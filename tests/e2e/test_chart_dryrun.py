@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 from harness import ControlPlane
-from tests.chart.helm import CHART_DIR, Doc, parse_docs
+from tests.chart.helm import CHART_DIR, MANIFEST, Doc, parse_docs
 from tests.chart.scenarios import SCENARIOS
 
 pytestmark = pytest.mark.e2e
@@ -102,6 +102,33 @@ def test_rendered_objects_pass_server_side_validation(
     assert result.returncode == 0, f"the API server rejected the {scenario} render:\n{result.stderr}"
     applied = [line for line in result.stdout.splitlines() if line.endswith("(server dry run)")]
     assert len(applied) == len(checked), result.stdout
+
+
+def test_plain_manifests_pass_server_side_validation(
+    control_plane: ControlPlane, kube_env: dict[str, str], namespace: str
+) -> None:
+    """manifests/image-gate.yaml, moved into a fresh namespace (dry runs cannot create one)."""
+    docs = parse_docs(MANIFEST.read_text())
+    checked: list[Doc] = []
+    for doc in docs:
+        if doc["apiVersion"] in NOT_SERVED_HERE or doc["kind"] == "Namespace":
+            continue
+        if "namespace" in doc["metadata"]:
+            doc["metadata"]["namespace"] = namespace
+        checked.append(doc)
+    stream = yaml.safe_dump_all(checked)
+    result = run(
+        kube_env,
+        tool(kube_env, "kubectl"),
+        "apply",
+        "--dry-run=server",
+        "--validate=strict",
+        "-f",
+        "-",
+        stdin=stream,
+        check=False,
+    )
+    assert result.returncode == 0, f"the API server rejected manifests/image-gate.yaml:\n{result.stderr}"
 
 
 def test_helm_install_then_upgrade_keeps_the_certificate(
