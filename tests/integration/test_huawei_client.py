@@ -503,3 +503,40 @@ async def test_no_credential_in_logs_errors_or_reprs(
     assert "X-Subject-Token" in caplog.text  # httpcore did log the IAM answer's headers...
     for secret in secrets:
         assert secret not in everything, f"a credential ({secret[:4]}…) leaked"
+
+
+@pytest.mark.parametrize(
+    ("status", "expected", "code"),
+    [
+        (400, BadResponse, "HSS.0001"),
+        (403, Unauthorized, "HSS.0013"),
+        (404, NotFound, None),
+        (502, Unavailable, "APIGW.0202"),
+    ],
+)
+async def test_error_codes_map_to_outcomes(
+    sim: Simulators, make_client: ClientFactory, status: int, expected: type, code: str | None
+) -> None:
+    sim.state.faults.add(Fault(api=API_BASE_IMAGE, kind="error", status=status))
+    outcome = await make_client().lookup_base_image(API_REF, PINNED, deadline=deadline())
+    assert isinstance(outcome, expected), outcome
+    if code is not None:
+        assert getattr(outcome, "code", None) == code
+    assert outcome.request_id  # from X-Request-Id
+
+
+def test_error_bodies_are_read_as_the_sdk_reads_them() -> None:
+    from image_gate.clouds.huawei.client import _error_fields, _retry_after
+
+    assert _error_fields({"error_code": "HSS.0001", "error_msg": "Invalid parameter."}) == (
+        "HSS.0001",
+        "Invalid parameter.",
+    )
+    assert _error_fields({"errorCode": "X.1", "errorMsg": "m"}) == ("X.1", "m")
+    assert _error_fields({"code": 7, "message": "m"}) == ("7", "m")
+    assert _error_fields({"error": {"code": "APIGW.0308", "message": "slow down"}}) == ("APIGW.0308", "slow down")
+    assert _error_fields({"unrelated": 1}) == (None, None)
+    assert _retry_after("12", default=60.0) == 12.0
+    assert _retry_after(None, default=60.0) == 60.0
+    assert _retry_after("soon", default=60.0) == 60.0
+    assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT", default=60.0) == 0.0  # in the past
