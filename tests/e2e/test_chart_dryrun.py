@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
+import socket
+import ssl
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -26,8 +30,10 @@ from typing import Any
 import pytest
 import yaml
 from harness import ControlPlane
+from harness.process import free_ports
 from tests.chart.helm import CHART_DIR, MANIFEST, Doc, parse_docs
 from tests.chart.scenarios import SCENARIOS
+from tests.e2e.imagegate import EnvProcess, Kube, crd_fixture, kube_fixture, wait_for  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
@@ -182,3 +188,134 @@ def test_helm_install_then_upgrade_keeps_the_certificate(
             run(kube_env, helm, "uninstall", release, "--namespace", namespace, check=False)
     left = run(kube_env, kubectl, "get", "validatingwebhookconfiguration", fullname, check=False)
     assert left.returncode != 0, "helm uninstall must remove the webhook configuration"
+
+
+# What the chart's ClusterRole must allow, and a sample of what it must not.
+ALLOWED = [
+    ("list", "imagegatepolicies.imagegate.io"),
+    ("watch", "imagegatepolicies.imagegate.io"),
+    ("patch", "imagegatepolicies.imagegate.io", "--subresource=status"),
+    ("list", "namespaces"),
+    ("watch", "namespaces"),
+    ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("create", "events", "--all-namespaces"),
+]
+DENIED = [
+    ("get", "secrets", "--all-namespaces"),
+    ("list", "pods", "--all-namespaces"),
+    ("patch", "imagegatepolicies.imagegate.io"),
+    ("update", "imagegatepolicies.imagegate.io", "--subresource=status"),
+    ("delete", "imagegatepolicies.imagegate.io"),
+    ("patch", "namespaces"),
+    ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("patch", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
+]
+
+
+def https_status(port: int, path: str, ca_pem: str, server_name: str) -> int | None:
+    """GET ``path`` from 127.0.0.1:port, verifying the certificate for ``server_name``; None if down."""
+    context = ssl.create_default_context(cadata=ca_pem)
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=server_name) as tls,
+        ):
+            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {server_name}\r\nConnection: close\r\n\r\n".encode())
+            head = tls.recv(64).decode("latin-1")
+    except ConnectionRefusedError:
+        return None
+    return int(head.split()[1])
+
+
+def test_app_runs_with_the_charts_rbac_env_and_certificate(
+    control_plane: ControlPlane, kube: Kube, crd: dict[str, Any], namespace: str, tmp_path: Path
+) -> None:
+    """The Deployment's contract, minus the kubelet: image-gate started with the rendered env,
+    ConfigMap and Helm-generated certificate, logged in as the chart's ServiceAccount (so with
+    exactly the ClusterRole's permissions), gets ready and serves TLS for the Service name."""
+    release = f"rb-{uuid.uuid4().hex[:6]}"
+    fullname = f"{release}-image-gate"
+    docs = helm_template(dict(kube.env), release, namespace, {})
+    rbac = [d for d in docs if d["kind"] in {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}]
+    kube.apply(rbac)
+    process: EnvProcess | None = None
+    try:
+        subject = f"system:serviceaccount:{namespace}:{fullname}"
+        for verb, resource, *extra in ALLOWED:
+            answer = kube.kubectl("auth", "can-i", verb, resource, f"--as={subject}", *extra, check=False)
+            assert answer.stdout.strip() == "yes", f"the chart's role cannot {verb} {resource} {extra}"
+        for verb, resource, *extra in DENIED:
+            answer = kube.kubectl("auth", "can-i", verb, resource, f"--as={subject}", *extra, check=False)
+            assert answer.stdout.strip() == "no", f"the chart's role can {verb} {resource} {extra}"
+
+        token = kube.kubectl("create", "token", fullname, "--namespace", namespace, "--duration=1h").stdout.strip()
+        kubeconfig = tmp_path / "sa.kubeconfig"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [
+                        {
+                            "name": "cp",
+                            "cluster": {
+                                "server": control_plane.server_url,
+                                "certificate-authority": str(control_plane.ca_path),
+                            },
+                        }
+                    ],
+                    "users": [{"name": "sa", "user": {"token": token}}],
+                    "contexts": [{"name": "sa", "context": {"cluster": "cp", "user": "sa"}}],
+                    "current-context": "sa",
+                }
+            )
+        )
+
+        # The mounted volumes, as files.
+        (tmp_path / "tls").mkdir()
+        (tmp_path / "config").mkdir()
+        secret = next(d for d in docs if d["kind"] == "Secret")
+        for key, value in secret["data"].items():
+            (tmp_path / "tls" / key).write_bytes(base64.b64decode(value))
+        configmap = next(d for d in docs if d["kind"] == "ConfigMap")
+        (tmp_path / "config" / "registries.yaml").write_text(configmap["data"]["registries.yaml"])
+
+        deployment = next(d for d in docs if d["kind"] == "Deployment")
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        port, health_port = free_ports(2)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGE_GATE_", "HUAWEICLOUD_", "ALIBABA_"))}
+        env |= {"KUBECONFIG": str(kubeconfig), "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+        for item in container["env"]:
+            value = item.get("value", "")
+            value = value.replace("/etc/image-gate/tls", str(tmp_path / "tls"))
+            env[item["name"]] = value.replace("/etc/image-gate/config", str(tmp_path / "config"))
+        env |= {
+            "IMAGE_GATE_NAMESPACE": namespace,  # the downward API
+            "IMAGE_GATE_LISTEN_ADDRESS": "127.0.0.1",  # loopback only in tests
+            "IMAGE_GATE_PORT": str(port),
+            "IMAGE_GATE_HEALTH_PORT": str(health_port),
+        }
+        argv = [str(Path(sys.executable).with_name("image-gate")), *container["args"]]
+        process = EnvProcess("image-gate (chart contract)", argv, tmp_path / "image-gate.log", env=env)
+        process.start()
+
+        ca_pem = (tmp_path / "tls" / "ca.crt").read_text()
+        service_name = f"{fullname}.{namespace}.svc"
+
+        def ready() -> bool:
+            process.check_running()
+            return https_status(health_port, "/readyz", ca_pem, service_name) == 200
+
+        wait_for(ready, what=f"/readyz of image-gate running as {subject}", timeout=60)
+        assert https_status(health_port, "/healthz", ca_pem, service_name) == 200
+        assert https_status(health_port, "/metrics", ca_pem, service_name) == 200
+        # The webhook port serves the same certificate; a GET is not an AdmissionReview.
+        assert https_status(port, "/pods", ca_pem, service_name) is not None
+
+        log = (tmp_path / "image-gate.log").read_text()
+        for sign in ("Forbidden", "forbidden", "Not enough permissions", " 403"):
+            assert sign not in log, f"permission problem in the log:\n{process.describe_log()}"
+    finally:
+        if process is not None:
+            process.terminate()
+        kube.kubectl("delete", "clusterrolebinding,clusterrole", fullname, "--ignore-not-found", check=False)
