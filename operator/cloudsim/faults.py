@@ -21,12 +21,15 @@ Kinds:
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-__all__ = ["Fault", "FaultBook", "FaultKind"]
+from aiohttp import web
+
+__all__ = ["Fault", "FaultBook", "FaultKind", "hold", "suffer_common_fault"]
 
 FaultKind = Literal["latency", "timeout", "error", "throttle", "malformed", "auth"]
 _KINDS = ("latency", "timeout", "error", "throttle", "malformed", "auth")
@@ -92,3 +95,36 @@ class FaultBook:
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self.calls)
+
+
+_MALFORMED_BODY = "<html><body>502 Bad Gateway</body></html>"
+
+
+async def hold(request: web.Request, seconds: float) -> None:
+    """Wait ``seconds``, or until the client hangs up: a held request must not outlive its caller."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while (left := end - loop.time()) > 0:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return
+        await asyncio.sleep(min(0.05, left))
+
+
+async def suffer_common_fault(request: web.Request, fault: Fault) -> web.StreamResponse | None:
+    """The faults that look the same in every cloud: slowness, silence and garbage.
+
+    Returns the response to send instead of the real one (``timeout``, ``malformed``),
+    or None to go on serving (after a ``latency`` delay, or for the cloud-specific
+    kinds, which each simulator renders in its own error format).
+    """
+    if fault.kind == "latency":
+        await hold(request, fault.seconds)
+    elif fault.kind == "timeout":
+        await hold(request, fault.seconds or 3600.0)
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=504)
+    elif fault.kind == "malformed":
+        return web.Response(status=200, text=_MALFORMED_BODY, content_type="text/html")
+    return None

@@ -31,7 +31,6 @@ limits each user (AK or IAM user) per HSS API with a sliding window: beyond it, 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import uuid
@@ -41,7 +40,7 @@ from typing import Any
 from aiohttp import web
 
 from cloudsim.catalogue import CatalogueImage
-from cloudsim.faults import Fault
+from cloudsim.faults import Fault, suffer_common_fault
 from cloudsim.hss_auth import Caller, HssIdentities, Rejected, iso_time
 from cloudsim.server import SimState
 from image_gate.clouds.quota import QuotaBook, QuotaExceeded
@@ -116,22 +115,14 @@ class HssSimulator:
             return error_response(request, rejected)
 
     async def _suffer(self, request: web.Request, api: str, fault: Fault) -> web.StreamResponse | None:
-        if fault.kind == "latency":
-            await _hold(request, fault.seconds)
-            return None
-        if fault.kind == "timeout":
-            await _hold(request, fault.seconds or 3600.0)
-            if request.transport is not None:
-                request.transport.abort()
-            return web.Response(status=504)
+        if fault.kind in ("latency", "timeout", "malformed"):
+            return await suffer_common_fault(request, fault)
         if fault.kind == "error":
             status = fault.status or 500
             code, message = _FAULT_ERRORS.get(status, (f"SYS.{status:04d}", "Error."))
             raise Rejected(status, code, message)
         if fault.kind == "throttle":
             raise self._throttled(1, 60.0, fault.retry_after if fault.retry_after is not None else 60.0)
-        if fault.kind == "malformed":
-            return web.Response(status=200, text="<html><body>502 Bad Gateway</body></html>", content_type="text/html")
         if fault.kind == "auth":
             raise Rejected(401, "APIGW.0301", "Incorrect IAM authentication information: verify aksk signature fail")
         return None
@@ -142,9 +133,8 @@ class HssSimulator:
             return
         limiter = self._windows.limiter((caller.user, api), rate)
         try:
-            # A free slot is taken at once; none: reject, never wait. (acquire reads the clock twice, so a
-            # free slot can look a few microseconds away: 1 ms of tolerance, not 0.)
-            await limiter.acquire(max_wait=0.001)
+            # A free slot is taken at once; none: reject, never wait.
+            await limiter.acquire(max_wait=0)
         except QuotaExceeded as exc:
             raise self._throttled(rate.calls, rate.period, exc.wait) from None
 
@@ -430,14 +420,3 @@ def _registry_row(index: int, image: CatalogueImage) -> dict[str, Any]:
         "severity_level": "Security" if scanned else "",
         "association_images": [],
     }
-
-
-async def _hold(request: web.Request, seconds: float) -> None:
-    """Wait ``seconds``, or until the client hangs up: a held request must not outlive its caller."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while (left := end - loop.time()) > 0:
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            return
-        await asyncio.sleep(min(0.05, left))

@@ -45,7 +45,6 @@ suffers the next injected fault for that API, before authentication.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -62,7 +61,7 @@ from typing import Any
 from aiohttp import web
 
 from cloudsim.catalogue import CatalogueImage
-from cloudsim.faults import Fault
+from cloudsim.faults import Fault, suffer_common_fault
 from cloudsim.server import SimState
 from image_gate.clouds.aliyun.signer import (
     ALGORITHM,
@@ -192,14 +191,8 @@ class SasSimulator:
     # -- faults
 
     async def _suffer(self, request: web.Request, api: str, fault: Fault) -> web.StreamResponse | None:
-        if fault.kind == "latency":
-            await _hold(request, fault.seconds)
-            return None
-        if fault.kind == "timeout":
-            await _hold(request, fault.seconds or 3600.0)
-            if request.transport is not None:
-                request.transport.abort()
-            return web.Response(status=504)
+        if fault.kind in ("latency", "timeout", "malformed"):
+            return await suffer_common_fault(request, fault)
         if fault.kind == "error":
             status = fault.status or 500
             code, message = _ERRORS.get(
@@ -215,8 +208,6 @@ class SasSimulator:
                 "Request was denied due to user flow control.",
                 _rate_headers(1, wait, self.state.clock()),
             )
-        if fault.kind == "malformed":
-            return web.Response(status=200, text="<html><body>502 Bad Gateway</body></html>", content_type="text/html")
         if fault.kind == "auth":
             return _error(
                 request, 400, "SignatureDoesNotMatch", "Specified signature is not matched with our calculation."
@@ -315,8 +306,8 @@ class SasSimulator:
             return
         limiter = self._rates.limiter((caller.account, api), rate)
         try:
-            # A free slot is taken at once (the millisecond covers the limiter reading its clock twice).
-            await limiter.acquire(max_wait=0.001)
+            # A free slot is taken at once; none: reject, never wait.
+            await limiter.acquire(max_wait=0)
         except QuotaExceeded as exc:
             raise _Reject(
                 400,
@@ -469,17 +460,6 @@ def _error(
 def _rate_headers(limit: int, wait: float, now: float) -> dict[str, str]:
     left = max(1, round(wait * 1000))
     return {"x-ratelimit-user-api": f"Limit:{limit},Remain:0,TimeLeft:{left},Reset:{round(now * 1000) + left}"}
-
-
-async def _hold(request: web.Request, seconds: float) -> None:
-    """Wait ``seconds``, or until the client hangs up: a held request must not outlive its caller."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while (left := end - loop.time()) > 0:
-        transport = request.transport
-        if transport is None or transport.is_closing():
-            return
-        await asyncio.sleep(min(0.05, left))
 
 
 def _request_id() -> str:
