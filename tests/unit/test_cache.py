@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,43 +15,7 @@ from hypothesis import strategies as st
 from image_gate.cache import Answer, OutcomeCache
 from image_gate.clock import Deadline
 from image_gate.lookups import Failure, Found, LookupFailed, NotFound, Outcome, TimedOut, Unavailable
-
-
-class FakeTime:
-    """A clock and a sleep that only move when the test says so."""
-
-    def __init__(self, start: float = 1_000.0) -> None:
-        self.now = start
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._seq = itertools.count()
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        future = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self.now + seconds, next(self._seq), future))
-        await future
-
-    async def advance(self, seconds: float) -> None:
-        self.now += seconds
-        while self._sleepers and self._sleepers[0][0] <= self.now:
-            _, _, future = heapq.heappop(self._sleepers)
-            if not future.done():
-                future.set_result(None)
-        await settle()
-
-    def deadline(self, seconds: float) -> Deadline:
-        return Deadline.after(seconds, self)
-
-
-async def settle() -> None:
-    """Let every runnable task run until it waits on something the test controls."""
-    for _ in range(50):
-        await asyncio.sleep(0)
+from tests.faketime import FakeTime, settle
 
 
 @dataclass

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,51 +23,7 @@ from image_gate.lookups import (
     Unavailable,
 )
 from image_gate.registries import AcrLocation, HssLocation, RegistryMapping
-
-
-class FakeTime:
-    """A clock and a sleep that only move when the test says so (as in test_cache)."""
-
-    def __init__(self, start: float = 1_000.0) -> None:
-        self.now = start
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
-        self._seq = itertools.count()
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        if seconds <= 0:
-            await asyncio.sleep(0)
-            return
-        future = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self.now + seconds, next(self._seq), future))
-        await future
-
-    async def advance(self, seconds: float) -> None:
-        """Move time in small steps, so that what one wake-up starts is woken at its own time."""
-        end = self.now + seconds
-        while True:
-            await settle()
-            due = [when for when, _, future in self._sleepers if not future.done() and when <= end]
-            if not due:
-                break
-            self.now = max(self.now, min(due))
-            while self._sleepers and self._sleepers[0][0] <= self.now:
-                _, _, future = heapq.heappop(self._sleepers)
-                if not future.done():
-                    future.set_result(None)
-        self.now = end
-        await settle()
-
-    def deadline(self, seconds: float) -> Deadline:
-        return Deadline.after(seconds, self)
-
-
-async def settle() -> None:
-    for _ in range(50):
-        await asyncio.sleep(0)
-
+from tests.faketime import FakeTime, settle
 
 # -- fakes of the two cloud clients
 
