@@ -121,19 +121,7 @@ def _print_review(review: Review, *, output: str) -> None:
             "policies": list(decision.policies),
             "message": review.deny_message if not decision.allowed else None,
             "warnings": decision.warning_messages(),
-            "findings": [
-                {
-                    "image": f.container.image,
-                    "policy": f.policy,
-                    "mode": f.mode,
-                    "rule": f.rule,
-                    "problem": f.problem,
-                    "found": f.found,
-                    "expected": f.expected,
-                    "denies": f.denies,
-                }
-                for f in decision.findings
-            ],
+            "findings": [finding.as_dict() for finding in decision.findings],
         }
         print(json.dumps(document, indent=2))
         return

@@ -108,6 +108,20 @@ class Finding:
     def warns(self) -> bool:
         return self.mode == "Warn" or (self.mode == "Enforce" and not self.denies)
 
+    def as_dict(self) -> dict[str, object]:
+        """The finding as plain data, for JSON logs and ``image-gate check --output json``."""
+        return {
+            "container": self.container.name,
+            "image": self.container.image,
+            "policy": self.policy,
+            "mode": self.mode,
+            "rule": self.rule,
+            "problem": self.problem,
+            "found": self.found,
+            "expected": self.expected,
+            "denies": self.denies,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:

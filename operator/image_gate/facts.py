@@ -39,13 +39,13 @@ from typing import Any, Protocol, TypeVar
 
 from cachetools import LRUCache
 
-from image_gate.cache import Answer, CacheObserver, OutcomeCache
+from image_gate.cache import Answer, CacheObserver, NullCacheObserver, OutcomeCache
 from image_gate.clock import Clock, Deadline, Sleep, monotonic, sleep
 from image_gate.clouds.breaker import (
     BreakerObserver,
     BreakerSettings,
-    BreakerState,
     CircuitBreaker,
+    NullBreakerObserver,
 )
 from image_gate.images import ImageReference
 from image_gate.lookups import BaseImage, Failure, Found, NotApplicable, Outcome, Unauthorized
@@ -115,30 +115,8 @@ class FactsObserver(CacheObserver, BreakerObserver, Protocol):
     """Everything the resolver reports: its caches' counters and its breakers' states."""
 
 
-class NullFactsObserver:
-    def hit(self, *, cache: str, negative: bool) -> None:
-        pass
-
-    def miss(self, *, cache: str, joined: bool) -> None:
-        pass
-
-    def stale(self, *, cache: str, reason: str, age: float) -> None:
-        pass
-
-    def timed_out(self, *, cache: str) -> None:
-        pass
-
-    def refresh_ahead(self, *, cache: str) -> None:
-        pass
-
-    def evicted(self, *, cache: str) -> None:
-        pass
-
-    def breaker_state(self, *, cloud: str, state: BreakerState) -> None:
-        pass
-
-    def breaker_rejected(self, *, cloud: str, api: str) -> None:
-        pass
+class NullFactsObserver(NullCacheObserver, NullBreakerObserver):
+    """Reports nothing: for tests and tools that keep no metrics."""
 
 
 # -- settings and results

@@ -180,19 +180,7 @@ def _log_review(review: Review, *, operation: str | None, subresource: str | Non
                 "decision": verdict,
                 "policies": list(decision.policies),
                 "images": sorted(str(image) for image in review.plan.needs),
-                "findings": [
-                    {
-                        "container": f.container.name,
-                        "image": f.container.image,
-                        "policy": f.policy,
-                        "mode": f.mode,
-                        "rule": f.rule,
-                        "problem": f.problem,
-                        "found": f.found,
-                        "expected": f.expected,
-                    }
-                    for f in decision.findings
-                ],
+                "findings": [finding.as_dict() for finding in decision.findings],
                 "seconds": round(review.seconds, 6),
             }
         },
