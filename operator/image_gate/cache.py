@@ -55,6 +55,7 @@ __all__ = [
     "NullCacheObserver",
     "OutcomeCache",
     "StaleReason",
+    "TtlChoice",
 ]
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ class _Default(enum.Enum):
 
 DEFAULT_TTL: Final = _Default.TTL
 """``get(..., ttl=DEFAULT_TTL)``: use the cache's own positive TTL."""
+TtlChoice = float | Literal[_Default.TTL] | None
+"""What ``ttl=`` takes: seconds, `DEFAULT_TTL`, or None for "never expires"."""
 
 
 class CacheObserver(Protocol):
@@ -226,7 +229,7 @@ class OutcomeCache(Generic[K, T]):
         fetch: Fetch[T],
         *,
         deadline: Deadline,
-        ttl: float | Literal[_Default.TTL] | None = DEFAULT_TTL,
+        ttl: TtlChoice = DEFAULT_TTL,
     ) -> Answer[T]:
         """The outcome for ``key``: cached, shared with a lookup in flight, or fetched now.
 
@@ -264,7 +267,7 @@ class OutcomeCache(Generic[K, T]):
             return self._fallback(key, outcome, "failure")
         return Answer(outcome)
 
-    def warm(self, key: K, fetch: Fetch[T], *, ttl: float | Literal[_Default.TTL] | None = DEFAULT_TTL) -> None:
+    def warm(self, key: K, fetch: Fetch[T], *, ttl: TtlChoice = DEFAULT_TTL) -> None:
         """Start a background lookup of ``key`` unless it is fresh or in flight; do not wait.
 
         For chained lookups: when step one finds the key of step two, it starts

@@ -33,13 +33,13 @@ call goes through the cloud's `CircuitBreaker`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from cachetools import LRUCache
 
-from image_gate.cache import Answer, CacheObserver, NullCacheObserver, OutcomeCache
+from image_gate.cache import DEFAULT_TTL, Answer, CacheObserver, NullCacheObserver, OutcomeCache, TtlChoice
 from image_gate.clock import Clock, Deadline, Sleep, monotonic, sleep
 from image_gate.clouds.breaker import (
     BreakerObserver,
@@ -91,6 +91,8 @@ class RegistryImageLike(Protocol):
 
 R = TypeVar("R", bound=RegistryImageLike)
 A = TypeVar("A", bound=Hashable)
+F = TypeVar("F")
+T = TypeVar("T")
 
 
 class HssLookups(Protocol[R]):
@@ -325,33 +327,22 @@ class FactResolver:
         if hss is None:
             return _Resolved(Unauthorized(cloud=HUAWEI, api="-", detail=NO_HUAWEI_CREDENTIALS))
         breaker = self._hss_breaker
-
-        async def fetch_base(registry_image: RegistryImageLike, budget: Deadline) -> Outcome[BaseImage]:
-            return await breaker.call(HSS_BASE_API, lambda: hss.base_image(registry_image, location, deadline=budget))
-
-        async def find_image(budget: Deadline) -> Outcome[RegistryImageLike]:
-            outcome: Outcome[RegistryImageLike] = await breaker.call(
-                HSS_FIND_API, lambda: hss.find_image(image, location, deadline=budget)
-            )
-            if isinstance(outcome, Found):
-                found = outcome.value
-                self._hss_bases.warm(_base_key(found, location), lambda b: fetch_base(found, b))
-            return outcome
-
         if image.digest is not None:
             image_key: Hashable = (location, image.name, "@", image.digest)
             ttl = self.settings.pinned_ttl
         else:
             image_key = (location, image.name, ":", image.tag)
             ttl = self.settings.tag_ttl
-        first = await self._hss_images.get(image_key, find_image, deadline=deadline, ttl=ttl)
-        if not isinstance(first.outcome, Found):
-            return _Resolved.of(first)
-        registry_image = first.outcome.value
-        second = await self._hss_bases.get(
-            _base_key(registry_image, location), lambda b: fetch_base(registry_image, b), deadline=deadline
+        return await _chain(
+            self._hss_images,
+            image_key,
+            lambda budget: breaker.call(HSS_FIND_API, lambda: hss.find_image(image, location, deadline=budget)),
+            self._hss_bases,
+            lambda found: _base_key(found, location),
+            lambda found, budget: breaker.call(HSS_BASE_API, lambda: hss.base_image(found, location, deadline=budget)),
+            deadline=deadline,
+            first_ttl=ttl,
         )
-        return _Resolved.of(first, second)
 
     # -- SAS: reference -> ACR repository (ids) -> the tag's current digest
 
@@ -370,30 +361,52 @@ class FactResolver:
         if sas is None:
             return _Resolved(Unauthorized(cloud=ALIYUN, api="-", detail=NO_ALIYUN_CREDENTIALS))
         breaker = self._sas_breaker
-
-        async def fetch_digest(repository: Hashable, budget: Deadline) -> Outcome[str]:
-            return await breaker.call(SAS_DIGEST_API, lambda: sas.registry_digest(repository, tag, deadline=budget))
-
-        async def find_repository(budget: Deadline) -> Outcome[Hashable]:
-            outcome: Outcome[Hashable] = await breaker.call(
-                SAS_FIND_API, lambda: sas.find_repository(image, location, deadline=budget)
-            )
-            if isinstance(outcome, Found):
-                repository = outcome.value
-                self._sas_digests.warm((repository, tag), lambda b: fetch_digest(repository, b))
-            return outcome
-
         # Without an instance id the host tells ACR instances of one region apart.
         instance = location.instance_id or image.registry
-        repository_key = (location.region, instance, image.namespace, image.short_name)
-        first = await self._sas_repositories.get(repository_key, find_repository, deadline=deadline)
-        if not isinstance(first.outcome, Found):
-            return _Resolved.of(first)
-        repository = first.outcome.value
-        second = await self._sas_digests.get(
-            (repository, tag), lambda b: fetch_digest(repository, b), deadline=deadline
+        return await _chain(
+            self._sas_repositories,
+            (location.region, instance, image.namespace, image.short_name),
+            lambda budget: breaker.call(SAS_FIND_API, lambda: sas.find_repository(image, location, deadline=budget)),
+            self._sas_digests,
+            lambda repository: (repository, tag),
+            lambda repository, budget: breaker.call(
+                SAS_DIGEST_API, lambda: sas.registry_digest(repository, tag, deadline=budget)
+            ),
+            deadline=deadline,
         )
-        return _Resolved.of(first, second)
+
+
+async def _chain(
+    first: OutcomeCache[Hashable, F],
+    first_key: Hashable,
+    find: Callable[[Deadline], Awaitable[Outcome[F]]],
+    second: OutcomeCache[Hashable, T],
+    second_key: Callable[[F], Hashable],
+    fetch: Callable[[F, Deadline], Awaitable[Outcome[T]]],
+    *,
+    deadline: Deadline,
+    first_ttl: TtlChoice = DEFAULT_TTL,
+) -> _Resolved:
+    """Two cached lookups in a row, where the first finds what the second asks about.
+
+    As soon as the first finds its answer it starts the second in the
+    background, so a request whose deadline passes between the two still
+    leaves both answers in the cache for the API server's retry.
+    """
+
+    async def find_and_warm(budget: Deadline) -> Outcome[F]:
+        outcome = await find(budget)
+        if isinstance(outcome, Found):
+            found = outcome.value
+            second.warm(second_key(found), lambda b: fetch(found, b))
+        return outcome
+
+    step_one = await first.get(first_key, find_and_warm, deadline=deadline, ttl=first_ttl)
+    if not isinstance(step_one.outcome, Found):
+        return _Resolved.of(step_one)
+    found = step_one.outcome.value
+    step_two = await second.get(second_key(found), lambda b: fetch(found, b), deadline=deadline)
+    return _Resolved.of(step_one, step_two)
 
 
 def _base_key(image: RegistryImageLike, location: HssLocation) -> Hashable:
