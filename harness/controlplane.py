@@ -126,7 +126,9 @@ class ControlPlane:
         try:
             self._boot()
         except (ProcessExitedError, TimeoutError, OSError) as exc:
-            logs = "\n".join(p.describe_log() for p in self._processes)
+            # The dead component's log tail is already in its error; add the others' for context.
+            dead = exc.process if isinstance(exc, ProcessExitedError) else None
+            logs = "\n".join(p.describe_log() for p in self._processes if p is not dead)
             self.stop()
             raise ControlPlaneError(f"control plane failed to start: {exc}\n{logs}") from exc
         except BaseException:
@@ -269,6 +271,9 @@ class ControlPlane:
             # Its own HTTPS endpoint delegates authn/authz to the apiserver, as with kubeadm.
             f"--authentication-kubeconfig={kubeconfig}",
             f"--authorization-kubeconfig={kubeconfig}",
+            # Do not read the front-proxy (requestheader) CA from the cluster: the apiserver has no
+            # aggregation layer configured, and the lookup would log an error every few seconds.
+            "--authentication-skip-lookup=true",
             "--bind-address=127.0.0.1",
             f"--secure-port={self.ports['controller_manager']}",
             f"--cert-dir={self.workdir / 'controller-manager-certs'}",

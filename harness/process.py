@@ -16,7 +16,11 @@ _PR_SET_PDEATHSIG = 1
 
 
 class ProcessExitedError(RuntimeError):
-    """A component exited while it was expected to keep running."""
+    """A component exited while it was expected to keep running; the message has its log tail."""
+
+    def __init__(self, message: str, process: ManagedProcess) -> None:
+        super().__init__(message)
+        self.process = process
 
 
 def free_ports(count: int) -> list[int]:
@@ -81,7 +85,8 @@ class ManagedProcess:
     def check_running(self) -> None:
         """Raise :class:`ProcessExitedError` (with the log tail) if the child has exited."""
         if self._popen is not None and self._popen.poll() is not None:
-            raise ProcessExitedError(f"{self.name} exited with code {self._popen.returncode}\n{self.describe_log()}")
+            message = f"{self.name} exited with code {self._popen.returncode}\n{self.describe_log()}"
+            raise ProcessExitedError(message, self)
 
     def log_tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines of the log: enough to see why a component failed."""
