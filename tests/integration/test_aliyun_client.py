@@ -12,14 +12,13 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from cloudsim.catalogue import AliyunImage, Catalogue, CatalogueImage
+from cloudsim.catalogue import AliyunImage, CatalogueImage
 from cloudsim.faults import Fault, FaultKind
 from cloudsim.server import Simulators
 from image_gate.clock import Deadline
@@ -47,7 +46,8 @@ from image_gate.lookups import (
     Unavailable,
 )
 from image_gate.registries import AcrLocation, RegistryMapping
-from tests.tlsutil import TestPki, make_pki
+from tests.recorder import Recorder
+from tests.tlsutil import TestPki
 
 KEY_ID = "LTAI5tCloudsimDemoKey01"
 SECRET = "cloudsim-demo-aliyun-secret-01"
@@ -60,32 +60,6 @@ OIDC_TOKEN = "header.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6aW1hZ2UtZ2F0ZTppbWF
 WEB = "demo-registry.cn-hangzhou.cr.aliyuncs.com/shop/web:2.0"
 FAST_RETRIES = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
 SECRETS = (SECRET, STS_SECRET, STS_TOKEN, OIDC_TOKEN)
-
-
-@dataclass
-class Recorder:
-    """A CallObserver that remembers."""
-
-    calls: list[tuple[str, str]] = field(default_factory=list)
-    waits: list[float] = field(default_factory=list)
-
-    def upstream_call(self, *, cloud: str, api: str, outcome: str, seconds: float) -> None:
-        assert cloud == "aliyun"
-        self.calls.append((api, outcome))
-
-    def quota_wait(self, *, cloud: str, api: str, seconds: float) -> None:
-        self.waits.append(seconds)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def sim(pki: TestPki) -> Iterator[Simulators]:
-    with Simulators(Catalogue.load(), ssl_context=pki.server_context()) as simulators:
-        yield simulators
 
 
 @pytest.fixture(autouse=True)

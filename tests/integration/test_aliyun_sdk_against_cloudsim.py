@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
-from cloudsim.catalogue import Catalogue
 from cloudsim.server import Simulators
-from tests.tlsutil import TestPki, make_pki
+from tests.tlsutil import TestPki
 
 sas_client = pytest.importorskip("alibabacloud_sas20181203.client")
 sas_models = pytest.importorskip("alibabacloud_sas20181203.models")
@@ -27,17 +26,6 @@ openapi_exceptions = pytest.importorskip("alibabacloud_tea_openapi.exceptions")
 KEY_ID = "LTAI5tCloudsimDemoKey01"
 SECRET = "cloudsim-demo-aliyun-secret-01"
 WEB_DIGEST = "03392debbd9303b79655c064ece94522358e261caa1cb99c340978e1c38a1e08"
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def sim(pki: TestPki) -> Iterator[Simulators]:
-    with Simulators(Catalogue.load(), ssl_context=pki.server_context()) as simulators:
-        yield simulators
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,8 @@ from image_gate.lookups import (
     Unavailable,
 )
 from image_gate.registries import HssLocation
-from tests.tlsutil import TestPki, make_pki
+from tests.recorder import Recorder
+from tests.tlsutil import TestPki
 
 CATALOGUE = Catalogue.load()
 AKSK = CATALOGUE.huawei_credentials[0]
@@ -58,25 +58,6 @@ IAM_USER = DEFAULT_IAM_USERS[0]
 
 def ref(text: str) -> ImageReference:
     return ImageReference.parse(text)
-
-
-@dataclass
-class Recorder:
-    """A CallObserver that keeps what it is told."""
-
-    calls: list[tuple[str, str]] = field(default_factory=list)
-    waits: list[float] = field(default_factory=list)
-
-    def upstream_call(self, *, cloud: str, api: str, outcome: str, seconds: float) -> None:
-        self.calls.append((api, outcome))
-
-    def quota_wait(self, *, cloud: str, api: str, seconds: float) -> None:
-        self.waits.append(seconds)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def _simulators(pki: TestPki, catalogue: Catalogue = CATALOGUE, *, hss_rate: Rate | None = None) -> Simulators:

@@ -22,16 +22,11 @@ from huaweicloudsdkhss.v5 import (
 
 from cloudsim.catalogue import Catalogue
 from cloudsim.server import SimState, Simulators
-from tests.tlsutil import TestPki, make_pki
+from tests.tlsutil import TestPki
 
 CATALOGUE = Catalogue.load()
 AKSK = CATALOGUE.huawei_credentials[0]
 TEMPORARY = next(c for c in CATALOGUE.huawei_credentials if c.security_token)
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture
