@@ -24,6 +24,7 @@ from typing import Any
 import kopf
 
 from image_gate import messages
+from image_gate.events import DenialEvents
 from image_gate.metrics import Metrics
 from image_gate.policy import API_GROUP, API_VERSION, CompiledPolicy, PolicyError, compile_policy
 
@@ -98,7 +99,9 @@ def _values(index: Mapping[str, Any]) -> Iterator[Any]:
         yield from store
 
 
-def register_controller(registry: kopf.OperatorRegistry, *, readiness: Readiness, metrics: Metrics) -> None:
+def register_controller(
+    registry: kopf.OperatorRegistry, *, readiness: Readiness, metrics: Metrics, events: DenialEvents
+) -> None:
     @kopf.index(*POLICY_RESOURCE, id=POLICIES_INDEX, registry=registry)
     def index_policy(name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[str, Any]:
         return {name: compile_or_error(name, spec, meta.get("generation"))}
@@ -110,6 +113,7 @@ def register_controller(registry: kopf.OperatorRegistry, *, readiness: Readiness
     @kopf.on.event("", "v1", "namespaces", id="readiness", registry=registry)
     def indexes_complete(**_: Any) -> None:
         readiness.indexes.set()
+        events.capture()
 
     @kopf.on.event(*POLICY_RESOURCE, id="policy-status", registry=registry)
     def report_policy_status(

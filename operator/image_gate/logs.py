@@ -15,7 +15,7 @@ import logging
 import sys
 from typing import Any
 
-__all__ = ["JsonFormatter", "configure_logging"]
+__all__ = ["JsonFormatter", "KopfEchoFilter", "configure_logging"]
 
 _STANDARD_ATTRIBUTES = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
@@ -36,8 +36,27 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+class KopfEchoFilter(logging.Filter):
+    """Drops kopf's echoes of what image-gate already logs better.
+
+    kopf reports every raised ``AdmissionError`` as an ERROR ("Webhook 'pods'
+    failed permanently: ..."), although a denial is the webhook working; our
+    own "admission denied" line carries the same with every finding. And it
+    logs the readiness handler's success on every namespace event.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("kopf."):
+            return True
+        message = record.getMessage()
+        if "failed permanently: image-gate denied" in message:
+            return False
+        return not message.startswith("Handler 'readiness' succeeded")
+
+
 def configure_logging(*, log_format: str = "json", level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(KopfEchoFilter())
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:

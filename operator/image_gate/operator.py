@@ -21,6 +21,7 @@ import kopf
 from image_gate.admission import Admission
 from image_gate.certs import ReloadingContext, ServingCertificate, generate_development_certificate
 from image_gate.controller import Readiness, register_controller
+from image_gate.events import DenialEvents
 from image_gate.health import serve_health
 from image_gate.metrics import Metrics
 from image_gate.service import fact_resolver
@@ -96,10 +97,12 @@ async def run_operator(settings: Settings) -> None:
     tls = ReloadingContext(certificate)
     registry = kopf.OperatorRegistry()
     registry_login(registry)
-    register_controller(registry, readiness=readiness, metrics=metrics)
+    events = DenialEvents()
+    register_controller(registry, readiness=readiness, metrics=metrics, events=events)
     async with fact_resolver(settings, metrics=metrics) as resolver:
         admission = Admission(resolver, deadline=settings.deadline)
-        register_webhooks(registry, WebhookApp(admission, metrics, readiness, settings.exempt_namespaces))
+        webhook = WebhookApp(admission, metrics, readiness, settings.exempt_namespaces, post_event=events.post)
+        register_webhooks(registry, webhook)
         health = asyncio.create_task(
             serve_health(
                 address=settings.listen_address,

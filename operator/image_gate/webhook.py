@@ -27,7 +27,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
@@ -64,10 +64,8 @@ class WebhookApp:
     exempt_namespaces: Collection[str]
     startup_wait: float = 5.0
     """How long a review waits for the indexes at start-up before refusing to judge."""
-    post_event: Callable[[Mapping[str, Any], str], None] = field(
-        default=lambda body, message: post_denial(body, message)
-    )
-    """Posts the Event of a denial; kopf queues it and posts it in the background."""
+    post_event: Callable[[Mapping[str, Any], str], None] = field(default=lambda body, message: None)
+    """Posts a denial's Event: `image_gate.events.DenialEvents.post` in the operator; nothing by default."""
 
     async def handle(
         self,
@@ -122,13 +120,6 @@ class WebhookApp:
             await asyncio.wait_for(self.readiness.indexes.wait(), timeout=self.startup_wait)
         except TimeoutError:
             raise kopf.AdmissionError(_NOT_READY_MESSAGE, code=503) from None
-
-
-def post_denial(body: Mapping[str, Any], message: str) -> None:
-    """A Warning Event on the denied object, so ``kubectl describe`` and ``kubectl get events`` show it."""
-    kopf.event(
-        kopf.Body(cast(kopf.RawBody, dict(body))), type="Warning", reason="ImageGateDenied", message=message[:1024]
-    )
 
 
 def register_webhooks(registry: kopf.OperatorRegistry, app: WebhookApp) -> None:
