@@ -44,7 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="image-gate", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="image-gate",
+        description="Judge container images by their base OS (Huawei Cloud HSS) and registry digest (Alibaba Cloud).",
+        epilog="check exits 0 when every image is allowed, 1 when one is denied, 2 on a usage or configuration error.",
+    )
     commands = parser.add_subparsers(dest="command")
     run = commands.add_parser("run", help="run the admission webhook and the policy controller")
     add_run_arguments(run)
