@@ -19,6 +19,8 @@ use from here explicitly::
     from tests.e2e.imagegate import Kube, ImageGate, image_gate, kube, namespace, ...  # noqa: F401
 
 Everything started here is stopped, and everything applied is deleted, even when a test fails.
+The processes' logs stay in pytest's temporary directory (``image-gate0/image-gate.log``,
+``cloudsim0/cloudsim.log`` under ``/tmp/pytest-of-$USER/pytest-N/``) for a post-mortem.
 """
 
 from __future__ import annotations
@@ -192,12 +194,19 @@ class Kube:
 
 
 @pytest.fixture(scope="session", name="kube")
-def kube_fixture(control_plane: ControlPlane) -> Kube:
+def kube_fixture(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Kube:
     """kubectl/helm bound to the session's control plane."""
     env = {**os.environ, **control_plane.env()}
-    # kubectl's discovery cache goes to a private dir, not the user's ~/.kube.
-    env["KUBECACHEDIR"] = tempfile.mkdtemp(prefix="image-gate-e2e-kubecache-")
-    env["HELM_CACHE_HOME"] = env["KUBECACHEDIR"]
+    # Discovery caches and helm's config go to private dirs, not the user's ~/.kube and ~/.config.
+    cache = tmp_path_factory.mktemp("kube-cache")
+    env.update(
+        {
+            "KUBECACHEDIR": str(cache / "kube"),
+            "HELM_CACHE_HOME": str(cache / "helm-cache"),
+            "HELM_CONFIG_HOME": str(cache / "helm-config"),
+            "HELM_DATA_HOME": str(cache / "helm-data"),
+        }
+    )
     return Kube(control_plane, env)
 
 
@@ -550,11 +559,12 @@ def image_gate_fixture(
     """The session's image-gate process, ready (indexes loaded, webhook listening)."""
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": IMAGE_GATE_NAMESPACE}})
     gate = new_image_gate(tmp_path_factory.mktemp("image-gate"), control_plane, cloudsim, catalogue)
-    gate.start()
     try:
+        gate.start()
         yield gate
     finally:
         gate.stop()
+        kube.kubectl("delete", "namespace", IMAGE_GATE_NAMESPACE, "--wait=false", "--ignore-not-found", check=False)
 
 
 # ------------------------------------------------------------------------------ webhook configuration
