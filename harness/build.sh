@@ -101,7 +101,7 @@ k8s_ldflags() {
   minor="${minor%%.*}"
   local commit date ld="-s -w" pkg
   commit="$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" 2>/dev/null |
-    sed -n 's/.*"Hash": "\([0-9a-f]\{40\}\)".*/\1/p' | head -n1)"
+    sed -n 's/.*"Hash": "\([0-9a-f]\{40\}\)".*/\1/p' | sed -n 1p)"
   commit="${commit:-0000000000000000000000000000000000000000}"
   date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
@@ -193,9 +193,9 @@ report() {
   for b in etcd kube-apiserver kube-controller-manager helm kubectl; do
     printf '  %-24s %6s MB  ' "$b" "$(($(stat -c %s "$BIN_DIR/$b") / 1024 / 1024))"
     case "$b" in
-      etcd) "$BIN_DIR/$b" --version | head -n1 ;;
+      etcd) "$BIN_DIR/$b" --version | sed -n 1p ;;
       helm) "$BIN_DIR/$b" version --short ;;
-      kubectl) "$BIN_DIR/$b" version --client | head -n1 ;;
+      kubectl) "$BIN_DIR/$b" version --client | sed -n 1p ;;
       *) "$BIN_DIR/$b" --version ;;
     esac
   done

@@ -18,6 +18,7 @@ from typing import Any
 __all__ = ["JsonFormatter", "KopfEchoFilter", "configure_logging"]
 
 _STANDARD_ATTRIBUTES = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_PLAIN = (dict, list, str, int, float, bool)
 
 
 class JsonFormatter(logging.Formatter):
@@ -29,7 +30,8 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRIBUTES and not key.startswith("_"):
+            # Structured fields only: kopf also attaches its whole settings object to some records.
+            if key not in _STANDARD_ATTRIBUTES and not key.startswith("_") and isinstance(value, _PLAIN):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -33,15 +34,31 @@ __all__ = ["run_operator", "serving_certificate"]
 logger = logging.getLogger(__name__)
 
 
+_STATUS_REASONS = {400: "BadRequest", 403: "Forbidden", 503: "ServiceUnavailable"}
+
+
 @dataclass
 class ListeningWebhookServer:
-    """kopf's webhook server, telling `Readiness` once it listens."""
+    """kopf's webhook server, telling `Readiness` once it listens, and naming the status of denials.
+
+    kopf's responses carry a status code but no ``reason``, and kubectl takes
+    its "Error from server (Forbidden)" from the reason: without one a denial
+    reads like a server fault.
+    """
 
     server: kopf.WebhookServer
     readiness: Readiness
 
     async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
-        async for config in self.server(fn):
+        # kopf does not export its review types; the review is a plain dict.
+        async def with_reason(request: Any, **kwargs: Any) -> Any:
+            response = await fn(request, **kwargs)
+            status = cast(dict[str, Any] | None, response.get("response", {}).get("status"))
+            if status is not None and "reason" not in status:
+                status["reason"] = _STATUS_REASONS.get(status.get("code", 500), "InternalError")
+            return response
+
+        async for config in self.server(with_reason):
             self.readiness.webhook_listening = True
             yield config
 
@@ -87,6 +104,8 @@ def kopf_settings(settings: Settings, certificate: ServingCertificate, readiness
     )
     # kopf turns handler log lines into Kubernetes Events; only problems deserve one.
     operator_settings.posting.level = logging.WARNING
+    operator_settings.posting.reporting_component = "image-gate"
+    operator_settings.posting.reporting_instance = socket.gethostname()  # the pod's name in a cluster
     return operator_settings
 
 

@@ -110,7 +110,10 @@ class WebhookApp:
         if not review.decision.allowed:
             message = review.deny_message
             if not dry_run:
-                self.post_event(body, message)
+                try:
+                    self.post_event(body, message)
+                except Exception:  # an Event is a courtesy; it must never change the verdict
+                    logger.exception("the denial's Event was not posted")
             raise kopf.AdmissionError(message, code=403)
 
     async def _wait_until_ready(self) -> None:

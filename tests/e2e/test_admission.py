@@ -47,12 +47,6 @@ pytestmark = pytest.mark.e2e
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "policies"
 
-FORBIDDEN_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="image-gate bug: kopf's AdmissionReview status has no reason, so kubectl prints "
-    "'Error from server:' instead of 'Error from server (Forbidden):' as the README shows",
-)
-
 
 def example_policy(example: str, namespace: str, **spec_changes: Any) -> dict[str, Any]:
     """A policy from examples/policies/, renamed ``<example>-<namespace>`` and scoped to ``namespace``."""
@@ -63,14 +57,10 @@ def example_policy(example: str, namespace: str, **spec_changes: Any) -> dict[st
 
 
 def assert_kubectl_denied(stderr: str, *, webhook: str, message: str, from_file: bool = False) -> None:
-    """kubectl's whole stderr for a denial by ``<webhook>.imagegate.io``, with ``message`` word for word.
-
-    ``Error from server (Forbidden): ...`` is what it should be; ``Error from server: ...`` is what
-    it is while image-gate sends no ``status.reason`` (see `test_kubectl_reports_denials_as_forbidden`).
-    """
+    """kubectl's whole stderr for a denial by ``<webhook>.imagegate.io``, with ``message`` word for word."""
     where = 'error when creating "STDIN": ' if from_file else ""
     tail = f'{where}admission webhook "{webhook}.imagegate.io" denied the request: {message}\n'
-    assert stderr in (f"Error from server (Forbidden): {tail}", f"Error from server: {tail}"), stderr
+    assert stderr == f"Error from server (Forbidden): {tail}", stderr
 
 
 def centos_denial(kind: str, obj: str, container: str, policy: str) -> str:
@@ -348,7 +338,6 @@ def test_kubectl_admits_compliant_and_refuses_noncompliant_pod(
     assert kube.get_or_none("pod", "legacy", "--namespace", namespace) is None
 
 
-@FORBIDDEN_BUG
 @pytest.mark.usefixtures("webhook_configuration")
 def test_kubectl_reports_denials_as_forbidden(kube: Kube, policies: PolicyFactory, namespace: str) -> None:
     policies.apply(example_policy("approved-base-os", namespace))
