@@ -40,11 +40,21 @@ def k8s_binaries() -> Binaries:
         pytest.skip(str(exc))
 
 
+_SERVED_VERSIONS: list[str] = []
+
+
 @pytest.fixture(scope="session")
 def control_plane(k8s_binaries: Binaries) -> Iterator[ControlPlane]:
     """A running etcd + kube-apiserver + kube-controller-manager, shared by the whole session."""
     with ControlPlane(k8s_binaries) as cp:
+        _SERVED_VERSIONS.append(cp.version)
         yield cp
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which Kubernetes the e2e tests ran against: the API server's own /version."""
+    for version in _SERVED_VERSIONS:
+        terminalreporter.write_line(f"e2e: kube-apiserver /version reported {version}")
 
 
 @pytest.fixture
