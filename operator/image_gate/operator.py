@@ -15,7 +15,7 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
@@ -27,38 +27,22 @@ from image_gate.health import serve_health
 from image_gate.metrics import Metrics
 from image_gate.service import fact_resolver
 from image_gate.settings import Settings
-from image_gate.webhook import WebhookApp, register_webhooks
+from image_gate.webhook import WebhookApp, guarded, register_webhooks
 
 __all__ = ["run_operator", "serving_certificate"]
 
 logger = logging.getLogger(__name__)
 
 
-_STATUS_REASONS = {400: "BadRequest", 403: "Forbidden", 503: "ServiceUnavailable"}
-
-
 @dataclass
 class ListeningWebhookServer:
-    """kopf's webhook server, telling `Readiness` once it listens, and naming the status of denials.
-
-    kopf's responses carry a status code but no ``reason``, and kubectl takes
-    its "Error from server (Forbidden)" from the reason: without one a denial
-    reads like a server fault.
-    """
+    """kopf's webhook server, telling `Readiness` once it listens; reviews go through `guarded`."""
 
     server: kopf.WebhookServer
     readiness: Readiness
 
     async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
-        # kopf does not export its review types; the review is a plain dict.
-        async def with_reason(request: Any, **kwargs: Any) -> Any:
-            response = await fn(request, **kwargs)
-            status = cast(dict[str, Any] | None, response.get("response", {}).get("status"))
-            if status is not None and "reason" not in status:
-                status["reason"] = _STATUS_REASONS.get(status.get("code", 500), "InternalError")
-            return response
-
-        async for config in self.server(with_reason):
+        async for config in self.server(guarded(fn)):
             self.readiness.webhook_listening = True
             yield config
 

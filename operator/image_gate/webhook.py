@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+from aiohttp import web
 
 from image_gate.admission import Admission, Review, changed_containers
 from image_gate.controller import NAMESPACES_INDEX, POLICIES_INDEX, Readiness, compiled_policies, namespace_labels
@@ -37,7 +38,7 @@ from image_gate.evaluate import Subject
 from image_gate.metrics import Metrics
 from image_gate.workloads import UnreadableObject, containers_of
 
-__all__ = ["HANDLED_RESOURCES", "WebhookApp", "register_webhooks"]
+__all__ = ["HANDLED_RESOURCES", "WebhookApp", "guarded", "register_webhooks", "review_problem"]
 
 logger = logging.getLogger("image_gate.admission")
 
@@ -123,6 +124,60 @@ class WebhookApp:
             await asyncio.wait_for(self.readiness.indexes.wait(), timeout=self.startup_wait)
         except TimeoutError:
             raise kopf.AdmissionError(_NOT_READY_MESSAGE, code=503) from None
+
+
+_STATUS_REASONS = {400: "BadRequest", 403: "Forbidden", 503: "ServiceUnavailable"}
+
+
+def guarded(fn: kopf.WebhookFn) -> kopf.WebhookFn:
+    """What kopf's webhook server calls: the review checked first, the verdict's status named after.
+
+    kopf answers an AdmissionReview it finds no handler for with ``allowed:
+    true``: a ValidatingWebhookConfiguration pointing at a wrong path, or
+    sending deployments to ``/pods``, would silently admit everything. Here
+    such a request is an HTTP error instead, so the API server applies the
+    webhook's failurePolicy and says why. A body that is not an AdmissionReview
+    at all gets a 400 that says so, not kopf's bare 500.
+
+    And kopf's statuses carry a code but no ``reason``; kubectl takes its
+    "Error from server (Forbidden)" from the reason, so it is filled in.
+    """
+
+    async def serve(request: Any, **kwargs: Any) -> Any:
+        review_problem(request, kwargs.get("webhook"))
+        response = await fn(request, **kwargs)
+        status: Any = response.get("response", {}).get("status")  # kopf's TypedDict knows no reason
+        if isinstance(status, dict) and "reason" not in status:
+            status["reason"] = _STATUS_REASONS.get(status.get("code", 500), "InternalError")
+        return response
+
+    return serve
+
+
+def review_problem(review: object, webhook: str | None) -> None:
+    """Raise an aiohttp HTTP error when ``review`` is not an AdmissionReview this path judges."""
+    if webhook not in HANDLED_RESOURCES:
+        paths = ", ".join(f"/{handler}" for handler in HANDLED_RESOURCES)
+        raise web.HTTPNotFound(text=f"image-gate has no webhook at /{webhook or ''}; its paths are {paths}\n")
+    if not isinstance(review, Mapping) or review.get("kind") != "AdmissionReview":
+        raise web.HTTPBadRequest(text="the body is not an AdmissionReview\n")
+    if review.get("apiVersion") != "admission.k8s.io/v1":
+        raise web.HTTPBadRequest(
+            text=f"image-gate answers admission.k8s.io/v1 AdmissionReviews, not {review.get('apiVersion')}\n"
+        )
+    request = review.get("request")
+    if not isinstance(request, Mapping) or not isinstance(request.get("resource"), Mapping):
+        raise web.HTTPBadRequest(text="the AdmissionReview has no request, or its request names no resource\n")
+    group, _, plural, _ = HANDLED_RESOURCES[webhook]
+    resource = request["resource"]
+    if (resource.get("group"), resource.get("resource")) != (group, plural):
+        wanted = f"{group}/{plural}" if group else plural
+        got = (
+            f"{resource.get('group')}/{resource.get('resource')}" if resource.get("group") else resource.get("resource")
+        )
+        raise web.HTTPBadRequest(
+            text=f"/{webhook} judges {wanted}, not {got}: check the ValidatingWebhookConfiguration's paths\n"
+        )
 
 
 def register_webhooks(registry: kopf.OperatorRegistry, app: WebhookApp) -> None:

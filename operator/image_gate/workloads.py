@@ -53,8 +53,11 @@ def containers_of(kind: str, body: Mapping[str, Any]) -> list[Container]:
     spec: Mapping[str, Any] = body
     for depth, key in enumerate(path):
         inner = spec.get(key)
+        where = ".".join(path[: depth + 1])
+        if inner is None:
+            raise UnreadableObject(f"the {kind} has no {where}")
         if not isinstance(inner, Mapping):
-            raise UnreadableObject(f"the {kind} has no {'.'.join(path[: depth + 1])}")
+            raise UnreadableObject(f"{where} of the {kind} is not an object")
         spec = inner
     containers: list[Container] = []
     for field, container_kind in _LISTS:
