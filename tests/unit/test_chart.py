@@ -157,6 +157,7 @@ def test_helm_lint_strict(helm: Path, sets: list[str]) -> None:
         pytest.param({"webhook": {"timeoutSeconds": 31}}, "timeoutSeconds", id="timeout-above-api-max"),
         pytest.param({"certificates": {"mode": "selfSigned"}}, "mode", id="bad-cert-mode"),
         pytest.param({"webhook": {"url": "http://127.0.0.1:9443"}}, "url", id="webhook-url-not-https"),
+        pytest.param({"config": {"hssRate": "fast"}}, "hssRate", id="bad-rate"),
     ],
 )
 def test_schema_rejects_bad_values(helm: Path, values: dict[str, Any], complaint: str) -> None:
