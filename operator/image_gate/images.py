@@ -19,6 +19,7 @@ nothing to compare the registry's tag with.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ _DOMAIN = re.compile(rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|{_IPV6}
 _TAG = re.compile(r"[\w][\w.-]{0,127}")
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
 _SHA256_HEX = re.compile(r"[a-f0-9]{64}")
+_WHITESPACE = re.compile(r"\s")
 
 
 class InvalidImageReference(ValueError):
@@ -67,12 +69,22 @@ class ImageReference:
 
     @classmethod
     def parse(cls, reference: str) -> ImageReference:
-        """Parse an image string as a container runtime would; raise `InvalidImageReference`."""
+        """Parse an image string as a container runtime would; raise `InvalidImageReference`.
+
+        Parsed references are remembered: a cluster runs the same few hundred
+        images over and over, and every review parses all of its containers'.
+        """
+        if not isinstance(reference, str):
+            raise InvalidImageReference(repr(reference), "the image is not a string")
+        return _parse(reference)
+
+    @classmethod
+    def _parse_uncached(cls, reference: str) -> ImageReference:
         if not isinstance(reference, str):
             raise InvalidImageReference(repr(reference), "the image is not a string")
         if not reference:
             raise InvalidImageReference(reference, "the image is empty")
-        if reference != reference.strip() or any(ch.isspace() for ch in reference):
+        if _WHITESPACE.search(reference):
             raise InvalidImageReference(reference, "the image contains whitespace")
 
         remainder, digest = _split_digest(reference)
@@ -120,6 +132,11 @@ class ImageReference:
 
     def __str__(self) -> str:
         return self.normalized
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(reference: str) -> ImageReference:
+    return ImageReference._parse_uncached(reference)
 
 
 def _split_digest(reference: str) -> tuple[str, str | None]:
