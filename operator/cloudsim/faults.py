@@ -17,6 +17,8 @@ Kinds:
 * ``throttle``  -- answer the cloud's throttling response, with ``retry_after`` seconds as hint.
 * ``malformed`` -- answer 200 with a body that is not the documented JSON.
 * ``auth``      -- reject the signature as the gateway would.
+* ``answer``    -- answer ``status`` (default 200) with ``body`` as JSON instead of the real
+  answer: any shape a test needs, over real HTTP.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from aiohttp import web
 
 __all__ = ["Fault", "FaultBook", "FaultKind", "hold", "suffer_common_fault"]
 
-FaultKind = Literal["latency", "timeout", "error", "throttle", "malformed", "auth"]
-_KINDS = ("latency", "timeout", "error", "throttle", "malformed", "auth")
+FaultKind = Literal["latency", "timeout", "error", "throttle", "malformed", "auth", "answer"]
+_KINDS = ("latency", "timeout", "error", "throttle", "malformed", "auth", "answer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,8 @@ class Fault:
     seconds: float = 0.0
     status: int | None = None
     retry_after: float | None = None
+    body: Any = None
+    """For ``answer``: the JSON document to send."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Fault:
@@ -127,4 +131,6 @@ async def suffer_common_fault(request: web.Request, fault: Fault) -> web.StreamR
         return web.Response(status=504)
     elif fault.kind == "malformed":
         return web.Response(status=200, text=_MALFORMED_BODY, content_type="text/html")
+    elif fault.kind == "answer":
+        return web.json_response(fault.body, status=fault.status or 200)
     return None

@@ -191,7 +191,7 @@ class SasSimulator:
     # -- faults
 
     async def _suffer(self, request: web.Request, api: str, fault: Fault) -> web.StreamResponse | None:
-        if fault.kind in ("latency", "timeout", "malformed"):
+        if fault.kind in ("latency", "timeout", "malformed", "answer"):
             return await suffer_common_fault(request, fault)
         if fault.kind == "error":
             status = fault.status or 500

@@ -519,9 +519,9 @@ def mock_client(answer: httpx.Response | Callable[[httpx.Request], httpx.Respons
         (["not", "an", "object"], BadResponse),
     ],
 )
-async def test_describe_image_answers(body: Any, expected: Any) -> None:
-    async with mock_client(httpx.Response(200, json=body)) as sas:
-        outcome = await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(2))
+async def test_describe_image_answers(sim: Simulators, client: SasClient, body: Any, expected: Any) -> None:
+    sim.state.faults.add(Fault(api="DescribeImage", kind="answer", body=body))
+    outcome = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(2))
     if isinstance(expected, type):
         assert isinstance(outcome, expected)
     else:
@@ -575,10 +575,10 @@ async def test_describe_image_sends_the_documented_request() -> None:
         ),
     ],
 )
-async def test_describe_image_instances_answers(body: Any, expected: Any) -> None:
+async def test_describe_image_instances_answers(sim: Simulators, client: SasClient, body: Any, expected: Any) -> None:
     reference, location = image(WEB)
-    async with mock_client(httpx.Response(200, json=body)) as sas:
-        outcome = await sas.find_repository(reference, location, deadline=Deadline.after(2))
+    sim.state.faults.add(Fault(api="DescribeImageInstances", kind="answer", body=body))
+    outcome = await client.find_repository(reference, location, deadline=Deadline.after(2))
     if isinstance(expected, type):
         assert isinstance(outcome, expected)
     else:
