@@ -33,7 +33,7 @@ call goes through the cloud's `CircuitBreaker`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -92,6 +92,7 @@ class RegistryImageLike(Protocol):
 R = TypeVar("R", bound=RegistryImageLike)
 A = TypeVar("A", bound=Hashable)
 F = TypeVar("F")
+L = TypeVar("L")
 T = TypeVar("T")
 
 
@@ -317,10 +318,7 @@ class FactResolver:
     # -- HSS: reference -> registry image -> base image (by digest)
 
     async def _base_image(self, image: ImageReference, deadline: Deadline) -> _Resolved:
-        try:
-            location = self._hss_locations[image.registry]
-        except KeyError:
-            location = self._hss_locations[image.registry] = self.mapping.hss_location(image)
+        location = _remembered(self._hss_locations, image, self.mapping.hss_location)
         if location is None:
             return _Resolved(NotApplicable(f"no registry mapping sends {image.registry} to Huawei HSS"))
         hss = self._hss
@@ -347,10 +345,7 @@ class FactResolver:
     # -- SAS: reference -> ACR repository (ids) -> the tag's current digest
 
     async def _registry_digest(self, image: ImageReference, deadline: Deadline) -> _Resolved:
-        try:
-            location = self._acr_locations[image.registry]
-        except KeyError:
-            location = self._acr_locations[image.registry] = self.mapping.acr_location(image)
+        location = _remembered(self._acr_locations, image, self.mapping.acr_location)
         if location is None:
             return _Resolved(NotApplicable(f"no registry mapping sends {image.registry} to Alibaba Cloud ACR"))
         tag = image.tag
@@ -374,6 +369,17 @@ class FactResolver:
             ),
             deadline=deadline,
         )
+
+
+def _remembered(
+    memo: MutableMapping[str, L | None], image: ImageReference, find: Callable[[ImageReference], L | None]
+) -> L | None:
+    """The registry mapping's answer for the image's registry, asked once per registry."""
+    try:
+        return memo[image.registry]
+    except KeyError:
+        location = memo[image.registry] = find(image)
+        return location
 
 
 async def _chain(

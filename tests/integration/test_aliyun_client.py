@@ -495,6 +495,14 @@ async def test_endpoints_by_site(options: dict[str, Any], endpoint: str) -> None
 # --- answers of every shape (in-process transport: shapes cloudsim does not produce) -------------
 
 
+def assert_outcome(outcome: object, expected: Any) -> None:
+    """``expected`` is an outcome type, or the exact outcome."""
+    if isinstance(expected, type):
+        assert isinstance(outcome, expected), outcome
+    else:
+        assert outcome == expected
+
+
 def mock_client(answer: httpx.Response | Callable[[httpx.Request], httpx.Response]) -> SasClient:
     handler = answer if callable(answer) else (lambda request: answer)
     return SasClient(
@@ -522,10 +530,7 @@ def mock_client(answer: httpx.Response | Callable[[httpx.Request], httpx.Respons
 async def test_describe_image_answers(sim: Simulators, client: SasClient, body: Any, expected: Any) -> None:
     sim.state.faults.add(Fault(api="DescribeImage", kind="answer", body=body))
     outcome = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(2))
-    if isinstance(expected, type):
-        assert isinstance(outcome, expected)
-    else:
-        assert outcome == expected
+    assert_outcome(outcome, expected)
 
 
 async def test_describe_image_sends_the_documented_request() -> None:
@@ -579,10 +584,7 @@ async def test_describe_image_instances_answers(sim: Simulators, client: SasClie
     reference, location = image(WEB)
     sim.state.faults.add(Fault(api="DescribeImageInstances", kind="answer", body=body))
     outcome = await client.find_repository(reference, location, deadline=Deadline.after(2))
-    if isinstance(expected, type):
-        assert isinstance(outcome, expected)
-    else:
-        assert outcome == expected
+    assert_outcome(outcome, expected)
 
 
 async def test_criteria_are_the_documented_json() -> None:
