@@ -63,8 +63,10 @@ class WebhookApp:
     metrics: Metrics
     readiness: Readiness
     exempt_namespaces: Collection[str]
-    startup_wait: float = 5.0
-    """How long a review waits for the indexes at start-up before refusing to judge."""
+    startup_wait: float = 1.0
+    """How long a review waits for the indexes at start-up before refusing to judge. Short: it comes
+    on top of the review's deadline, and both must fit the webhook's timeoutSeconds. (Readiness
+    keeps the Service from sending reviews before then anyway.)"""
     post_event: Callable[[Mapping[str, Any], str], None] = field(default=lambda body, message: None)
     """Posts a denial's Event: `image_gate.events.DenialEvents.post` in the operator; nothing by default."""
 
