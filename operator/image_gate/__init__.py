@@ -1,10 +1,67 @@
-"""image-gate: a Kubernetes admission controller that judges container images by their base OS and digest."""
+"""
+image-gate: a Kubernetes admission controller that judges container images by their base OS
+(Huawei Cloud HSS) and their registry digest (Alibaba Cloud Container Registry).
+
+The pure core is public here: parse image references, compile ImageGatePolicy specs, plan and
+decide admissions, and the outcomes of cloud lookups. The cloud clients live in
+``image_gate.clouds.huawei`` and ``image_gate.clouds.aliyun``; the operator (kopf) in
+``image_gate.operator``, loaded only by ``image-gate run``.
+"""
 
 from importlib.metadata import PackageNotFoundError, version
+
+from image_gate.admission import Admission, Review
+from image_gate.evaluate import Decision, Finding, Subject, decide, plan
+from image_gate.images import ImageReference, InvalidImageReference
+from image_gate.lookups import (
+    BadResponse,
+    BaseImage,
+    Failure,
+    Found,
+    NotApplicable,
+    NotFound,
+    Outcome,
+    Throttled,
+    TimedOut,
+    Unauthorized,
+    Unavailable,
+)
+from image_gate.policy import CompiledPolicy, PolicyError, compile_policy
+from image_gate.registries import ConfigError, RegistryMapping
+from image_gate.workloads import Container, containers_of
 
 try:
     __version__ = version("image-gate")
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+__all__ = [
+    "Admission",
+    "BadResponse",
+    "BaseImage",
+    "CompiledPolicy",
+    "ConfigError",
+    "Container",
+    "Decision",
+    "Failure",
+    "Finding",
+    "Found",
+    "ImageReference",
+    "InvalidImageReference",
+    "NotApplicable",
+    "NotFound",
+    "Outcome",
+    "PolicyError",
+    "RegistryMapping",
+    "Review",
+    "Subject",
+    "Throttled",
+    "TimedOut",
+    "Unauthorized",
+    "Unavailable",
+    "__version__",
+    "compile_policy",
+    "containers_of",
+    "decide",
+    "plan",
+]
