@@ -133,6 +133,13 @@ class Decision:
     """The strictest mode among the covering policies, for metrics."""
 
     @property
+    def verdict(self) -> str:
+        """``denied``, ``warned`` (admitted with warnings) or ``allowed``: for metrics and logs."""
+        if not self.allowed:
+            return "denied"
+        return "warned" if self.warnings else "allowed"
+
+    @property
     def denials(self) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.denies)
 

@@ -96,9 +96,8 @@ class Metrics:
     # --- admissions -------------------------------------------------------
 
     def admission(self, *, kind: str, decision: Decision, dry_run: bool, seconds: float) -> None:
-        verdict = "denied" if not decision.allowed else "warned" if decision.warnings else "allowed"
         mode = decision.mode or "none"
-        self.admissions.labels(kind, verdict, mode, str(dry_run).lower()).inc()
+        self.admissions.labels(kind, decision.verdict, mode, str(dry_run).lower()).inc()
         self.review_seconds.labels(kind).observe(seconds)
         for finding in decision.findings:
             self.findings.labels(finding.policy, finding.mode, finding.problem).inc()

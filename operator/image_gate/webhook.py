@@ -216,11 +216,12 @@ def _display_name(body: Mapping[str, Any], namespace: str) -> str:
 
 
 def _log_review(review: Review, *, operation: str | None, subresource: str | None, dry_run: bool) -> None:
+    if not logger.isEnabledFor(logging.INFO):
+        return  # every review would build these fields; skip them when nobody reads them
     decision = review.decision
-    verdict = "denied" if not decision.allowed else "warned" if decision.warnings else "allowed"
     logger.info(
         "admission %s",
-        verdict,
+        decision.verdict,
         extra={
             "review": {
                 "kind": review.subject.kind,
@@ -228,7 +229,7 @@ def _log_review(review: Review, *, operation: str | None, subresource: str | Non
                 "operation": operation,
                 "subresource": subresource,
                 "dry_run": dry_run,
-                "decision": verdict,
+                "decision": decision.verdict,
                 "policies": list(decision.policies),
                 "images": sorted(str(image) for image in review.plan.needs),
                 "findings": [finding.as_dict() for finding in decision.findings],
