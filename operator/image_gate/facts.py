@@ -33,11 +33,9 @@ call goes through the cloud's `CircuitBreaker`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable, MutableMapping
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
-
-from cachetools import LRUCache
 
 from image_gate.cache import DEFAULT_TTL, Answer, CacheObserver, NullCacheObserver, OutcomeCache, TtlChoice
 from image_gate.clock import Clock, Deadline, Sleep, monotonic, sleep
@@ -70,7 +68,6 @@ HSS_BASE_API = "ListImageBasicImage"
 SAS_FIND_API = "DescribeImageInstances"
 SAS_DIGEST_API = "DescribeImage"
 
-_LOCATION_MEMO = 1_024
 
 NO_HUAWEI_CREDENTIALS = "no Huawei Cloud credentials are configured"
 NO_ALIYUN_CREDENTIALS = "no Alibaba Cloud credentials are configured"
@@ -92,7 +89,6 @@ class RegistryImageLike(Protocol):
 R = TypeVar("R", bound=RegistryImageLike)
 A = TypeVar("A", bound=Hashable)
 F = TypeVar("F")
-L = TypeVar("L")
 T = TypeVar("T")
 
 
@@ -269,10 +265,6 @@ class FactResolver:
             "sas_repository", ALIYUN, SAS_FIND_API, settings.repository_ttl
         )
         self._sas_digests: OutcomeCache[Hashable, str] = cache("sas_digest", ALIYUN, SAS_DIGEST_API, settings.tag_ttl)
-        # The mapping matches hosts with globs, which costs more than the rest of a warm resolve;
-        # its answer depends on the registry alone. Bounded: registries come from untrusted pod specs.
-        self._hss_locations: LRUCache[str, HssLocation | None] = LRUCache(_LOCATION_MEMO)
-        self._acr_locations: LRUCache[str, AcrLocation | None] = LRUCache(_LOCATION_MEMO)
 
     @property
     def breakers(self) -> tuple[CircuitBreaker, CircuitBreaker]:
@@ -318,7 +310,7 @@ class FactResolver:
     # -- HSS: reference -> registry image -> base image (by digest)
 
     async def _base_image(self, image: ImageReference, deadline: Deadline) -> _Resolved:
-        location = _remembered(self._hss_locations, image, self.mapping.hss_location)
+        location = self.mapping.hss_location(image)
         if location is None:
             return _Resolved(NotApplicable(f"no registry mapping sends {image.registry} to Huawei HSS"))
         hss = self._hss
@@ -345,7 +337,7 @@ class FactResolver:
     # -- SAS: reference -> ACR repository (ids) -> the tag's current digest
 
     async def _registry_digest(self, image: ImageReference, deadline: Deadline) -> _Resolved:
-        location = _remembered(self._acr_locations, image, self.mapping.acr_location)
+        location = self.mapping.acr_location(image)
         if location is None:
             return _Resolved(NotApplicable(f"no registry mapping sends {image.registry} to Alibaba Cloud ACR"))
         tag = image.tag
@@ -369,17 +361,6 @@ class FactResolver:
             ),
             deadline=deadline,
         )
-
-
-def _remembered(
-    memo: MutableMapping[str, L | None], image: ImageReference, find: Callable[[ImageReference], L | None]
-) -> L | None:
-    """The registry mapping's answer for the image's registry, asked once per registry."""
-    try:
-        return memo[image.registry]
-    except KeyError:
-        location = memo[image.registry] = find(image)
-        return location
 
 
 async def _chain(

@@ -126,6 +126,9 @@ class RegistryMapping:
     aliyun_endpoint: str | None = None
     aliyun_site: AliyunSite = "china"
     source: str = field(default="<defaults>", compare=False)
+    _hss_answers: dict[str, HssLocation | None] = field(default_factory=dict, compare=False, repr=False)
+    _acr_answers: dict[str, AcrLocation | None] = field(default_factory=dict, compare=False, repr=False)
+    """Answers by registry: they depend on the registry alone, and every review asks."""
 
     @classmethod
     def default(cls) -> RegistryMapping:
@@ -183,6 +186,19 @@ class RegistryMapping:
 
     def hss_location(self, image: ImageReference) -> HssLocation | None:
         """Where HSS knows this image, or None when no mapping covers its registry (or region)."""
+        if image.registry not in self._hss_answers:
+            _bound(self._hss_answers)
+            self._hss_answers[image.registry] = self._find_hss_location(image)
+        return self._hss_answers[image.registry]
+
+    def acr_location(self, image: ImageReference) -> AcrLocation | None:
+        """Where ACR holds this image, or None when no mapping covers its registry (or region)."""
+        if image.registry not in self._acr_answers:
+            _bound(self._acr_answers)
+            self._acr_answers[image.registry] = self._find_acr_location(image)
+        return self._acr_answers[image.registry]
+
+    def _find_hss_location(self, image: ImageReference) -> HssLocation | None:
         for entry in self.huawei:
             if _host_matches(entry.host, image.registry):
                 region = entry.region or _region_from_host(image.host, _HUAWEI_REGION_HOSTS)
@@ -196,8 +212,7 @@ class RegistryMapping:
                 )
         return None
 
-    def acr_location(self, image: ImageReference) -> AcrLocation | None:
-        """Where ACR holds this image, or None when no mapping covers its registry (or region)."""
+    def _find_acr_location(self, image: ImageReference) -> AcrLocation | None:
         for entry in self.aliyun:
             if _host_matches(entry.host, image.registry):
                 region = entry.region or _region_from_host(image.host, _ALIYUN_REGION_HOSTS)
@@ -205,6 +220,15 @@ class RegistryMapping:
                     return None
                 return AcrLocation(region=region, instance_id=entry.instance_id)
         return None
+
+
+_MAX_REMEMBERED = 1024
+"""Registries come from untrusted pod specs: remember a bounded number of answers."""
+
+
+def _bound(answers: dict[str, Any]) -> None:
+    if len(answers) >= _MAX_REMEMBERED:
+        answers.clear()
 
 
 def _host_matches(pattern: str, registry: str) -> bool:
