@@ -17,6 +17,7 @@ Nothing here knows a vendor's wire format.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ import httpx
 
 from image_gate.lookups import Failure, TimedOut, Unavailable
 
-__all__ = ["Refresher", "TlsVerify", "WallClock", "json_object", "tls_verify", "transport_failure"]
+__all__ = ["Refresher", "TlsVerify", "WallClock", "fingerprint", "json_object", "tls_verify", "transport_failure"]
 
 T = TypeVar("T")
 
@@ -40,6 +41,11 @@ TlsVerify = bool | str | os.PathLike[str] | ssl.SSLContext
 """``True`` (system CAs), ``False`` (no verification: tests only), a CA bundle file, or a ready context."""
 
 _log = logging.getLogger(__name__)
+
+
+def fingerprint(text: str) -> str:
+    """A short, stable, one-way name for an identity (an AK, a role ARN): for quota keys, metrics and logs."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 def tls_verify(verify: TlsVerify) -> bool | ssl.SSLContext:

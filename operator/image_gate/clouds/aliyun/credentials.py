@@ -29,7 +29,6 @@ logs and quota keys use to tell accounts apart.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
@@ -41,7 +40,7 @@ from typing import Protocol, runtime_checkable
 
 import httpx
 
-from image_gate.clouds._common import Refresher, TlsVerify, WallClock, json_object, tls_verify
+from image_gate.clouds._common import Refresher, TlsVerify, WallClock, fingerprint, json_object, tls_verify
 
 __all__ = [
     "ENV_ACCESS_KEY_ID",
@@ -82,11 +81,6 @@ DEFAULT_DURATION_SECONDS = 3600
 REFRESH_BEFORE_EXPIRY = 15 * 60.0
 
 _log = logging.getLogger(__name__)
-
-
-def fingerprint(text: str) -> str:
-    """A short, stable, one-way name for an identity (an AccessKey ID, a role ARN): 12 hex digits."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
 def mask_access_key_id(access_key_id: str) -> str:

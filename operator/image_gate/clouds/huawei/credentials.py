@@ -23,7 +23,6 @@ the first four characters of the AK, and `HuaweiCredentials.fingerprint`
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Mapping
@@ -34,6 +33,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from image_gate.clouds import _common
 from image_gate.clouds._common import Refresher, TlsVerify, WallClock, json_object, tls_verify
 
 __all__ = [
@@ -81,7 +81,7 @@ class CredentialsUnavailable(CredentialsError):
 
 def fingerprint(access_key: str) -> str:
     """A stable, non-secret name for an AK: for quota keys, metrics and logs."""
-    return "ak-" + hashlib.sha256(access_key.encode("utf-8")).hexdigest()[:12]
+    return "ak-" + _common.fingerprint(access_key)
 
 
 def mask(access_key: str) -> str:
