@@ -84,6 +84,18 @@ def recorder() -> Recorder:
     return Recorder()
 
 
+def rrsa_provider(sim: Simulators, pki: TestPki, token_file: Path, **options: Any) -> RrsaCredentials:
+    """RRSA credentials from cloudsim's STS, with the demo role."""
+    return RrsaCredentials(
+        role_arn=ROLE_ARN,
+        oidc_provider_arn=PROVIDER_ARN,
+        token_file=token_file,
+        sts_endpoint=sim.sas_url,
+        verify=pki.ca_file,
+        **options,
+    )
+
+
 def make_client(sim: Simulators, pki: TestPki, credentials: Any = None, **options: Any) -> SasClient:
     options.setdefault("retry", FAST_RETRIES)
     return SasClient(
@@ -376,13 +388,7 @@ async def test_rrsa_end_to_end(sim: Simulators, pki: TestPki, tmp_path: Path) ->
 async def test_rrsa_refused_is_unauthorized(sim: Simulators, pki: TestPki, tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("invalid-token-from-another-cluster")
-    provider = RrsaCredentials(
-        role_arn=ROLE_ARN,
-        oidc_provider_arn=PROVIDER_ARN,
-        token_file=token_file,
-        sts_endpoint=sim.sas_url,
-        verify=pki.ca_file,
-    )
+    provider = rrsa_provider(sim, pki, token_file)
     try:
         async with make_client(sim, pki, provider) as sas:
             outcome = await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
@@ -396,12 +402,10 @@ async def test_rrsa_refused_is_unauthorized(sim: Simulators, pki: TestPki, tmp_p
 async def test_rrsa_credentials_expired_at_the_cloud_are_renewed(sim: Simulators, pki: TestPki, tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text(OIDC_TOKEN)
-    provider = RrsaCredentials(
-        role_arn=ROLE_ARN,
-        oidc_provider_arn=PROVIDER_ARN,
-        token_file=token_file,
-        sts_endpoint=sim.sas_url,
-        verify=pki.ca_file,
+    provider = rrsa_provider(
+        sim,
+        pki,
+        token_file,
         duration_seconds=900,
         refresh_before=60,
     )
@@ -455,13 +459,7 @@ async def test_no_credential_in_logs_outcomes_or_reprs(
 
     token_file = tmp_path / "token"
     token_file.write_text(OIDC_TOKEN)
-    provider = RrsaCredentials(
-        role_arn=ROLE_ARN,
-        oidc_provider_arn=PROVIDER_ARN,
-        token_file=token_file,
-        sts_endpoint=sim.sas_url,
-        verify=pki.ca_file,
-    )
+    provider = rrsa_provider(sim, pki, token_file)
     try:
         async with make_client(sim, pki, provider) as sas:
             await exercise(sas)
