@@ -91,23 +91,29 @@ def test_rendered_objects_pass_server_side_validation(
     checked = [d for d in docs if d["apiVersion"] not in NOT_SERVED_HERE]
     assert any(d["kind"] == "Deployment" for d in checked)
     assert any(d["kind"] == "ValidatingWebhookConfiguration" for d in checked)
-    stream = yaml.safe_dump_all(checked)
+    assert_server_accepts(kube_env, checked, f"the {scenario} render", namespace=namespace)
+
+
+def assert_server_accepts(
+    kube_env: dict[str, str], docs: list[Doc], what: str, *, namespace: str | None = None
+) -> None:
+    """``kubectl apply --dry-run=server --validate=strict``: every object valid, unknown fields refused."""
+    where = ["--namespace", namespace] if namespace else []
     result = run(
         kube_env,
         tool(kube_env, "kubectl"),
         "apply",
         "--dry-run=server",
         "--validate=strict",
-        "--namespace",
-        namespace,
+        *where,
         "-f",
         "-",
-        stdin=stream,
+        stdin=yaml.safe_dump_all(docs),
         check=False,
     )
-    assert result.returncode == 0, f"the API server rejected the {scenario} render:\n{result.stderr}"
+    assert result.returncode == 0, f"the API server rejected {what}:\n{result.stderr}"
     applied = [line for line in result.stdout.splitlines() if line.endswith("(server dry run)")]
-    assert len(applied) == len(checked), result.stdout
+    assert len(applied) == len(docs), result.stdout
 
 
 def test_plain_manifests_pass_server_side_validation(
@@ -122,19 +128,7 @@ def test_plain_manifests_pass_server_side_validation(
         if "namespace" in doc["metadata"]:
             doc["metadata"]["namespace"] = namespace
         checked.append(doc)
-    stream = yaml.safe_dump_all(checked)
-    result = run(
-        kube_env,
-        tool(kube_env, "kubectl"),
-        "apply",
-        "--dry-run=server",
-        "--validate=strict",
-        "-f",
-        "-",
-        stdin=stream,
-        check=False,
-    )
-    assert result.returncode == 0, f"the API server rejected manifests/image-gate.yaml:\n{result.stderr}"
+    assert_server_accepts(kube_env, checked, "manifests/image-gate.yaml")
 
 
 def test_helm_install_then_upgrade_keeps_the_certificate(
