@@ -55,6 +55,20 @@ def list_api(client: Any, **query: Any) -> Any:
     )
 
 
+def basic_image(client: Any, row: Any, **paging: int) -> Any:
+    """The SDK's ListImageBasicImage for a row of ListRegistryImages (HSS needs all four names)."""
+    request = ListImageBasicImageRequest(
+        region="cn-north-4",
+        image_id=row.image_id,
+        image_type="private_image",
+        namespace=row.namespace,
+        image_name=row.image_name,
+        image_version=row.image_version,
+        **paging,
+    )
+    return client.list_image_basic_image(request)
+
+
 def test_sdk_lists_images_and_reads_the_base_image(sim: Simulators, pki: TestPki) -> None:
     client = sdk_client(sim, pki, BasicCredentials(AKSK.ak, AKSK.sk, AKSK.project_id))
     listed = list_api(client, image_name="api", image_version="1.4.2")
@@ -63,18 +77,7 @@ def test_sdk_lists_images_and_reads_the_base_image(sim: Simulators, pki: TestPki
     assert listed.total_num == len(listed.data_list)
     row = rows[("api", "1.4.2")]
 
-    basic = client.list_image_basic_image(
-        ListImageBasicImageRequest(
-            region="cn-north-4",
-            image_id=row.image_id,
-            image_type="private_image",
-            namespace="demo",
-            image_name="api",
-            image_version="1.4.2",
-            offset=0,
-            limit=10,
-        )
-    )
+    basic = basic_image(client, row, offset=0, limit=10)
     assert basic.total_num == 1
     assert (basic.data_list[0].os_name, basic.data_list[0].os_version) == ("Ubuntu", "22.04")
     assert basic.data_list[0].layer_digest.startswith("sha256:")
@@ -86,16 +89,7 @@ def test_sdk_sees_no_base_image_before_the_scan(sim: Simulators, pki: TestPki) -
     client = sdk_client(sim, pki, BasicCredentials(AKSK.ak, AKSK.sk, AKSK.project_id))
     row = list_api(client, image_name="nightly").data_list[0]
     assert row.scan_status == "unscan"
-    basic = client.list_image_basic_image(
-        ListImageBasicImageRequest(
-            region="cn-north-4",
-            image_id=row.image_id,
-            image_type="private_image",
-            namespace="demo",
-            image_name="nightly",
-            image_version=row.image_version,
-        )
-    )
+    basic = basic_image(client, row)
     assert basic.total_num == 0
     assert basic.data_list == []
 
