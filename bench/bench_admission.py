@@ -21,13 +21,13 @@ from collections import Counter
 
 from cloudsim.catalogue import Catalogue
 from cloudsim.server import SimState, Simulators
-from image_gate.admission import Admission
+from image_gate.app.settings import Settings
+from image_gate.app.wiring import fact_resolver
 from image_gate.clouds.quota import Rate
-from image_gate.evaluate import Subject
-from image_gate.policy import compile_policy
-from image_gate.service import fact_resolver
-from image_gate.settings import Settings
-from image_gate.workloads import Container
+from image_gate.core.admission import Admission
+from image_gate.core.evaluate import Subject
+from image_gate.core.policy import compile_policy
+from image_gate.core.workloads import Container
 
 POLICIES = [
     compile_policy(

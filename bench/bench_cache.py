@@ -24,11 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 
-from image_gate.clock import Deadline
-from image_gate.facts import FactResolver
-from image_gate.images import ImageReference
-from image_gate.lookups import BaseImage, Found, Outcome
-from image_gate.registries import AcrLocation, HssLocation, RegistryMapping
+from image_gate.core.clock import Deadline
+from image_gate.core.images import ImageReference
+from image_gate.core.outcomes import BaseImage, Found, Outcome
+from image_gate.facts.registries import AcrLocation, HssLocation, RegistryMapping
+from image_gate.facts.resolver import FactResolver
 
 MIRROR = "mirror.example.com"
 MAPPING = RegistryMapping.from_dict(

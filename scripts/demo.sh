@@ -102,7 +102,7 @@ export KUBECACHEDIR="$WORK/kube-cache" HELM_CACHE_HOME="$WORK/helm-cache" HELM_C
 export NO_PROXY="127.0.0.1,localhost${NO_PROXY:+,$NO_PROXY}" no_proxy="127.0.0.1,localhost${no_proxy:+,$no_proxy}"
 
 # cloudsim's HTTPS certificate, from a CA made for this run.
-python -c 'import sys; from pathlib import Path; from image_gate.certs import generate_development_certificate as g; g(Path(sys.argv[1]), ["127.0.0.1"])' "$WORK/cloud-tls"
+python -c 'import sys; from pathlib import Path; from image_gate.app.certs import generate_development_certificate as g; g(Path(sys.argv[1]), ["127.0.0.1"])' "$WORK/cloud-tls"
 python -m cloudsim --tls-cert "$WORK/cloud-tls/tls.crt" --tls-key "$WORK/cloud-tls/tls.key" \
   --ready-file "$WORK/cloudsim.json" >"$WORK/cloudsim.log" 2>&1 &
 PIDS+=($!)

@@ -30,6 +30,7 @@ step=$(stamp)
 ruff check operator tests bench harness
 ruff format --check operator tests bench harness
 mypy
+lint-imports
 took "lint and types" "$step"
 
 step=$(stamp)

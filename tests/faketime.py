@@ -11,7 +11,7 @@ import asyncio
 import heapq
 import itertools
 
-from image_gate.clock import Deadline
+from image_gate.core.clock import Deadline
 
 __all__ = ["FakeTime", "settle"]
 

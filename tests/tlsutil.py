@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from image_gate.certs import generate_development_certificate
+from image_gate.app.certs import generate_development_certificate
 
 __all__ = ["TestPki", "make_pki"]
 

@@ -34,8 +34,8 @@ from typing import Any
 
 import yaml
 
-from image_gate.images import ImageReference
-from image_gate.lookups import BaseImage
+from image_gate.core.images import ImageReference
+from image_gate.core.outcomes import BaseImage
 
 __all__ = [
     "AliyunCredential",

@@ -5,15 +5,15 @@ image-gate: a Kubernetes admission controller that judges container images by th
 The pure core is public here: parse image references, compile ImageGatePolicy specs, plan and
 decide admissions, and the outcomes of cloud lookups. The cloud clients live in
 ``image_gate.clouds.huawei`` and ``image_gate.clouds.aliyun``; the operator (kopf) in
-``image_gate.operator``, loaded only by ``image-gate run``.
+``image_gate.app.run``, loaded only by ``image-gate run``.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from image_gate.admission import Admission, Review
-from image_gate.evaluate import Decision, Finding, Subject, decide, plan
-from image_gate.images import ImageReference, InvalidImageReference
-from image_gate.lookups import (
+from image_gate.core.admission import Admission, Review
+from image_gate.core.evaluate import Decision, Finding, Subject, decide, plan
+from image_gate.core.images import ImageReference, InvalidImageReference
+from image_gate.core.outcomes import (
     BadResponse,
     BaseImage,
     Failure,
@@ -26,9 +26,8 @@ from image_gate.lookups import (
     Unauthorized,
     Unavailable,
 )
-from image_gate.policy import CompiledPolicy, PolicyError, compile_policy
-from image_gate.registries import ConfigError, RegistryMapping
-from image_gate.workloads import Container, containers_of
+from image_gate.core.policy import CompiledPolicy, PolicyError, compile_policy
+from image_gate.core.workloads import Container, containers_of
 
 try:
     __version__ = version("image-gate")
@@ -40,7 +39,6 @@ __all__ = [
     "BadResponse",
     "BaseImage",
     "CompiledPolicy",
-    "ConfigError",
     "Container",
     "Decision",
     "Failure",
@@ -52,7 +50,6 @@ __all__ = [
     "NotFound",
     "Outcome",
     "PolicyError",
-    "RegistryMapping",
     "Review",
     "Subject",
     "Throttled",

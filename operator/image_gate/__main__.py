@@ -1,5 +1,5 @@
 """``python -m image_gate``: the same as the ``image-gate`` command."""
 
-from image_gate.cli import main
+from image_gate.app.cli import main
 
 raise SystemExit(main())

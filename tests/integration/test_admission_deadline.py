@@ -6,13 +6,13 @@ import asyncio
 
 from cloudsim.faults import Fault
 from cloudsim.server import Simulators
-from image_gate.admission import Admission
+from image_gate.app.settings import Settings
+from image_gate.app.wiring import fact_resolver
 from image_gate.clouds.quota import Rate
-from image_gate.evaluate import Subject
-from image_gate.policy import compile_policy
-from image_gate.service import fact_resolver
-from image_gate.settings import Settings
-from image_gate.workloads import Container
+from image_gate.core.admission import Admission
+from image_gate.core.evaluate import Subject
+from image_gate.core.policy import compile_policy
+from image_gate.core.workloads import Container
 from tests.tlsutil import TestPki
 
 UBUNTU = "swr.cn-north-4.myhuaweicloud.com/demo/api:1.4.2"

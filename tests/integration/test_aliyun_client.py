@@ -21,7 +21,6 @@ import pytest
 from cloudsim.catalogue import AliyunImage, CatalogueImage
 from cloudsim.faults import Fault, FaultKind
 from cloudsim.server import Simulators
-from image_gate.clock import Deadline
 from image_gate.clouds.aliyun import (
     AcrRepository,
     AliyunCredential,
@@ -33,8 +32,9 @@ from image_gate.clouds.aliyun import (
 from image_gate.clouds.aliyun.client import classify_error, throttle_time_left
 from image_gate.clouds.quota import QuotaBook, Rate
 from image_gate.clouds.retry import RetryPolicy
-from image_gate.images import ImageReference
-from image_gate.lookups import (
+from image_gate.core.clock import Deadline
+from image_gate.core.images import ImageReference
+from image_gate.core.outcomes import (
     BadResponse,
     Failure,
     Found,
@@ -45,7 +45,7 @@ from image_gate.lookups import (
     Unauthorized,
     Unavailable,
 )
-from image_gate.registries import AcrLocation, RegistryMapping
+from image_gate.facts.registries import AcrLocation, RegistryMapping
 from tests.recorder import Recorder
 from tests.tlsutil import TestPki
 

@@ -16,7 +16,6 @@ from cloudsim.catalogue import Catalogue
 from cloudsim.faults import Fault
 from cloudsim.hss_auth import DEFAULT_IAM_USERS
 from cloudsim.server import SimState, Simulators
-from image_gate.clock import Deadline
 from image_gate.clouds.huawei import (
     API_BASE_IMAGE,
     API_LIST_IMAGES,
@@ -31,8 +30,9 @@ from image_gate.clouds.huawei import (
 )
 from image_gate.clouds.quota import Rate
 from image_gate.clouds.retry import RetryPolicy
-from image_gate.images import ImageReference
-from image_gate.lookups import (
+from image_gate.core.clock import Deadline
+from image_gate.core.images import ImageReference
+from image_gate.core.outcomes import (
     BadResponse,
     BaseImage,
     Found,
@@ -42,7 +42,7 @@ from image_gate.lookups import (
     Unauthorized,
     Unavailable,
 )
-from image_gate.registries import HssLocation
+from image_gate.facts.registries import HssLocation
 from tests.recorder import Recorder
 from tests.tlsutil import TestPki
 

@@ -7,8 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from image_gate.clouds.breaker import BreakerSettings, BreakerState, CircuitBreaker
-from image_gate.lookups import (
+from image_gate.core.outcomes import (
     BadResponse,
     Found,
     NotFound,
@@ -18,6 +17,7 @@ from image_gate.lookups import (
     Unauthorized,
     Unavailable,
 )
+from image_gate.facts.breaker import BreakerSettings, BreakerState, CircuitBreaker
 
 API = "ListRegistryImages"
 DOWN = Unavailable(cloud="huawei", api=API, detail="503 Service Unavailable")

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from image_gate.cache import Answer, OutcomeCache
-from image_gate.clock import Deadline
-from image_gate.lookups import Failure, Found, LookupFailed, NotFound, Outcome, TimedOut, Unavailable
+from image_gate.core.clock import Deadline
+from image_gate.core.outcomes import Failure, Found, LookupFailed, NotFound, Outcome, TimedOut, Unavailable
+from image_gate.facts.cache import Answer, OutcomeCache
 from tests.faketime import FakeTime, settle
 
 

@@ -9,10 +9,10 @@ import pytest
 from cryptography import x509
 from harness.process import free_ports
 
-from image_gate.certs import ReloadingContext, generate_development_certificate
-from image_gate.controller import Readiness
-from image_gate.health import serve_health
-from image_gate.metrics import Metrics
+from image_gate.app.certs import ReloadingContext, generate_development_certificate
+from image_gate.app.health import serve_health
+from image_gate.app.metrics import Metrics
+from image_gate.kube.readiness import Readiness
 
 
 def test_a_development_certificate_names_its_hosts_and_keeps_the_key_private(tmp_path: Path) -> None:

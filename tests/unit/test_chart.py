@@ -458,8 +458,8 @@ def test_registry_mapping_configmap(helm: Path, defaults: list[Doc]) -> None:
 
 def test_app_accepts_what_the_chart_configures(defaults: list[Doc]) -> None:
     """The ConfigMap parses with image-gate's own loader, and every IMAGE_GATE_* variable is a real option."""
-    registries = pytest.importorskip("image_gate.registries")
-    settings = pytest.importorskip("image_gate.settings")
+    registries = pytest.importorskip("image_gate.facts.registries")
+    settings = pytest.importorskip("image_gate.app.settings")
     text = one(defaults, "ConfigMap")["data"]["registries.yaml"]
     mapping = registries.RegistryMapping.from_dict(yaml.safe_load(text), source="chart")
     assert mapping == registries.RegistryMapping.default(), "chart defaults drifted from the app's defaults"
@@ -484,7 +484,7 @@ def test_app_accepts_what_the_chart_configures(defaults: list[Doc]) -> None:
 
 def test_webhook_paths_are_the_apps_handler_ids(defaults: list[Doc]) -> None:
     """Each webhook entry routes to a kopf handler id for the same group and resource."""
-    webhook = pytest.importorskip("image_gate.webhook")
+    webhook = pytest.importorskip("image_gate.kube.webhook")
     handled: dict[str, tuple[str, str, str, str]] = webhook.HANDLED_RESOURCES
     assert set(handled) == HANDLER_IDS
     for entry in one(defaults, "ValidatingWebhookConfiguration")["webhooks"]:

@@ -5,11 +5,11 @@ from typing import Any
 
 import pytest
 
-from image_gate.evaluate import Decision, Subject, decide, plan
-from image_gate.images import ImageReference
-from image_gate.lookups import BaseImage, Found, NotApplicable, NotFound, Outcome, TimedOut
-from image_gate.policy import compile_policy
-from image_gate.workloads import Container
+from image_gate.core.evaluate import Decision, Subject, decide, plan
+from image_gate.core.images import ImageReference
+from image_gate.core.outcomes import BaseImage, Found, NotApplicable, NotFound, Outcome, TimedOut
+from image_gate.core.policy import compile_policy
+from image_gate.core.workloads import Container
 
 A = "sha256:" + "a" * 64
 B = "sha256:" + "b" * 64

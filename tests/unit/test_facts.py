@@ -8,11 +8,9 @@ from typing import Any
 
 import pytest
 
-from image_gate.clock import Deadline
-from image_gate.clouds.breaker import BreakerSettings, BreakerState
-from image_gate.facts import CacheSettings, FactResolver, ImageFacts
-from image_gate.images import ImageReference
-from image_gate.lookups import (
+from image_gate.core.clock import Deadline
+from image_gate.core.images import ImageReference
+from image_gate.core.outcomes import (
     BaseImage,
     Found,
     NotApplicable,
@@ -22,7 +20,9 @@ from image_gate.lookups import (
     Unauthorized,
     Unavailable,
 )
-from image_gate.registries import AcrLocation, HssLocation, RegistryMapping
+from image_gate.facts.breaker import BreakerSettings, BreakerState
+from image_gate.facts.registries import AcrLocation, HssLocation, RegistryMapping
+from image_gate.facts.resolver import CacheSettings, FactResolver, ImageFacts
 from tests.faketime import FakeTime, settle
 
 # -- fakes of the two cloud clients

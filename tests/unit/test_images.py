@@ -2,7 +2,7 @@
 
 import pytest
 
-from image_gate.images import ImageReference, InvalidImageReference
+from image_gate.core.images import ImageReference, InvalidImageReference
 
 SHA = "sha256:" + "ab" * 32
 

@@ -1,7 +1,7 @@
 import pytest
 
-from image_gate.images import ImageReference
-from image_gate.patterns import ImageGlob, InvalidPattern, LabelSelector
+from image_gate.core.images import ImageReference
+from image_gate.core.patterns import ImageGlob, InvalidPattern, LabelSelector
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,8 @@
 
 import pytest
 
-from image_gate.images import ImageReference
-from image_gate.policy import PolicyError, compile_policy
+from image_gate.core.images import ImageReference
+from image_gate.core.policy import PolicyError, compile_policy
 
 
 def test_a_full_policy_compiles() -> None:

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from image_gate.images import ImageReference
-from image_gate.registries import AcrLocation, ConfigError, HssLocation, RegistryMapping
+from image_gate.core.images import ImageReference
+from image_gate.facts.registries import AcrLocation, ConfigError, HssLocation, RegistryMapping
 
 
 @pytest.mark.parametrize(

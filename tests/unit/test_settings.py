@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from image_gate.app.settings import Settings, SettingsError, add_run_arguments
 from image_gate.clouds.quota import Rate
-from image_gate.settings import Settings, SettingsError, add_run_arguments
 
 
 def settings(*argv: str, **env: str) -> Settings:

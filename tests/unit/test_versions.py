@@ -1,7 +1,7 @@
 import pytest
 
-from image_gate.osnames import os_key
-from image_gate.versions import InvalidConstraint, VersionConstraint
+from image_gate.core.osnames import os_key
+from image_gate.core.versions import InvalidConstraint, VersionConstraint
 
 
 @pytest.mark.parametrize(

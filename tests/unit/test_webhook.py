@@ -9,13 +9,14 @@ from typing import Any
 import kopf
 import pytest
 
-from image_gate.admission import Admission
-from image_gate.clock import Deadline
-from image_gate.controller import NAMESPACES_INDEX, POLICIES_INDEX, Readiness, compile_or_error
-from image_gate.images import ImageReference
-from image_gate.lookups import BaseImage, Found, Outcome
-from image_gate.metrics import Metrics
-from image_gate.webhook import WebhookApp
+from image_gate.app.metrics import Metrics
+from image_gate.core.admission import Admission
+from image_gate.core.clock import Deadline
+from image_gate.core.images import ImageReference
+from image_gate.core.outcomes import BaseImage, Found, Outcome
+from image_gate.kube.controller import NAMESPACES_INDEX, POLICIES_INDEX, compile_or_error
+from image_gate.kube.readiness import Readiness
+from image_gate.kube.webhook import WebhookApp
 
 CENTOS = BaseImage("CentOS Linux", "7.9.2009", "sha256:" + "c" * 64)
 UBUNTU = BaseImage("Ubuntu", "22.04", "sha256:" + "a" * 64)

@@ -28,7 +28,7 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
-from image_gate.lookups import Failure, TimedOut, Unavailable
+from image_gate.core.outcomes import Failure, TimedOut, Unavailable
 
 __all__ = ["Refresher", "TlsVerify", "WallClock", "fingerprint", "json_object", "tls_verify", "transport_failure"]
 

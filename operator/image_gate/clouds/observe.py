@@ -1,7 +1,7 @@
 """
 The seam through which cloud clients report what they did, without knowing Prometheus.
 
-`image_gate.metrics` implements `CallObserver`; tests may record calls with a
+`image_gate.app.metrics` implements `CallObserver`; tests may record calls with a
 list. Clients call it once per HTTP call they make and once per wait on a quota.
 """
 

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from image_gate.clock import Clock, Sleep, monotonic, sleep
+from image_gate.core.clock import Clock, Sleep, monotonic, sleep
 
 __all__ = ["QuotaBook", "QuotaExceeded", "Rate", "SlidingWindowLimiter"]
 

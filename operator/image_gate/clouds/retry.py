@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from image_gate.clock import Deadline, Sleep, sleep
-from image_gate.lookups import LookupFailed, Throttled, TimedOut, Unavailable
+from image_gate.core.clock import Deadline, Sleep, sleep
+from image_gate.core.outcomes import LookupFailed, Throttled, TimedOut, Unavailable
 
 __all__ = ["RetryPolicy", "call_with_retries"]
 

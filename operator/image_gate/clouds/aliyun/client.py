@@ -14,7 +14,7 @@ Every call goes through the same path: the client-side quota for (API,
 account), then the HTTP call bounded by the caller's deadline, then the
 translation of the answer into an outcome, with retries of what may pass
 (throttling, 5xx, time-outs) while the deadline allows. Public methods return
-outcomes (`image_gate.lookups`) and never raise for a cloud problem.
+outcomes (`image_gate.core.outcomes`) and never raise for a cloud problem.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from typing import Any, TypeVar
 
 import httpx
 
-from image_gate.clock import Clock, Deadline, Sleep, monotonic, sleep
 from image_gate.clouds._common import TlsVerify, WallClock, json_object, tls_verify, transport_failure
 from image_gate.clouds.aliyun.credentials import (
     AliyunCredential,
@@ -44,8 +43,10 @@ from image_gate.clouds.aliyun.signer import AliyunSigner, random_nonce
 from image_gate.clouds.observe import CallObserver, NullObserver
 from image_gate.clouds.quota import QuotaBook, QuotaExceeded, Rate
 from image_gate.clouds.retry import RetryPolicy, call_with_retries
-from image_gate.images import ImageReference
-from image_gate.lookups import (
+from image_gate.core.clock import Clock, Deadline, Sleep, monotonic, sleep
+from image_gate.core.images import ImageReference
+from image_gate.core.locations import AcrLocation, AliyunSite
+from image_gate.core.outcomes import (
     BadResponse,
     Failure,
     Found,
@@ -57,7 +58,6 @@ from image_gate.lookups import (
     Unauthorized,
     Unavailable,
 )
-from image_gate.registries import AcrLocation, AliyunSite
 
 __all__ = [
     "DEFAULT_RATE",

@@ -31,7 +31,6 @@ from urllib.parse import quote
 
 import httpx
 
-from image_gate.clock import Clock, Deadline, Sleep, monotonic, sleep
 from image_gate.clouds._common import TlsVerify, json_object, tls_verify, transport_failure
 from image_gate.clouds.huawei._logs import install_redaction
 from image_gate.clouds.huawei.credentials import CredentialsError, CredentialsUnavailable, mask
@@ -40,8 +39,10 @@ from image_gate.clouds.huawei.signer import HuaweiSigner
 from image_gate.clouds.observe import CallObserver, NullObserver
 from image_gate.clouds.quota import QuotaBook, QuotaExceeded, Rate, SlidingWindowLimiter
 from image_gate.clouds.retry import RetryPolicy, call_with_retries
-from image_gate.images import ImageReference
-from image_gate.lookups import (
+from image_gate.core.clock import Clock, Deadline, Sleep, monotonic, sleep
+from image_gate.core.images import ImageReference
+from image_gate.core.locations import HssLocation
+from image_gate.core.outcomes import (
     BadResponse,
     BaseImage,
     Failure,
@@ -54,7 +55,6 @@ from image_gate.lookups import (
     Unauthorized,
     Unavailable,
 )
-from image_gate.registries import HssLocation
 
 __all__ = [
     "API_BASE_IMAGE",

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from image_gate.clouds.quota import Rate
-from image_gate.registries import ConfigError, RegistryMapping
+from image_gate.facts.registries import ConfigError, RegistryMapping
 
 __all__ = ["DEFAULT_EXEMPT_NAMESPACES", "Settings", "SettingsError", "add_run_arguments"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from image_gate.policy import API_GROUP, API_VERSION, KIND, CompiledPolicy, PolicyError, compile_policy
+from image_gate.core.policy import API_GROUP, API_VERSION, KIND, CompiledPolicy, PolicyError, compile_policy
 
 __all__ = ["PolicyFileError", "load_policy_files"]
 

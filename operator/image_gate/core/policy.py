@@ -16,10 +16,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from image_gate.images import ImageReference
-from image_gate.osnames import os_key
-from image_gate.patterns import ImageGlob, InvalidPattern, LabelSelector
-from image_gate.versions import InvalidConstraint, VersionConstraint
+from image_gate.core.images import ImageReference
+from image_gate.core.osnames import os_key
+from image_gate.core.patterns import ImageGlob, InvalidPattern, LabelSelector
+from image_gate.core.versions import InvalidConstraint, VersionConstraint
 
 __all__ = [
     "API_GROUP",

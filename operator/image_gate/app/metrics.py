@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from image_gate.clouds.breaker import BreakerState
-from image_gate.evaluate import Decision
+from image_gate.core.evaluate import Decision
+from image_gate.facts.breaker import BreakerState
 
 __all__ = ["Metrics"]
 

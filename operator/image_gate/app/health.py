@@ -21,9 +21,9 @@ import logging
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from image_gate.certs import ReloadingContext
-from image_gate.controller import Readiness
-from image_gate.metrics import Metrics
+from image_gate.app.certs import ReloadingContext
+from image_gate.app.metrics import Metrics
+from image_gate.kube.readiness import Readiness
 
 __all__ = ["serve_health"]
 

@@ -32,11 +32,12 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from image_gate.admission import Admission, Review, changed_containers
-from image_gate.controller import NAMESPACES_INDEX, POLICIES_INDEX, Readiness, compiled_policies, namespace_labels
-from image_gate.evaluate import Subject
-from image_gate.metrics import Metrics
-from image_gate.workloads import UnreadableObject, containers_of
+from image_gate.core.admission import Admission, Review, changed_containers
+from image_gate.core.evaluate import Subject
+from image_gate.core.workloads import UnreadableObject, containers_of
+from image_gate.kube.controller import NAMESPACES_INDEX, POLICIES_INDEX, compiled_policies, namespace_labels
+from image_gate.kube.observe import AdmissionObserver
+from image_gate.kube.readiness import Readiness
 
 __all__ = ["HANDLED_RESOURCES", "WebhookApp", "guarded", "register_webhooks", "review_problem"]
 
@@ -60,7 +61,7 @@ class WebhookApp:
     """What the handlers share: the admission core, metrics, readiness and exemptions."""
 
     admission: Admission
-    metrics: Metrics
+    metrics: AdmissionObserver
     readiness: Readiness
     exempt_namespaces: Collection[str]
     startup_wait: float = 1.0
@@ -68,7 +69,7 @@ class WebhookApp:
     on top of the review's deadline, and both must fit the webhook's timeoutSeconds. (Readiness
     keeps the Service from sending reviews before then anyway.)"""
     post_event: Callable[[Mapping[str, Any], str], None] = field(default=lambda body, message: None)
-    """Posts a denial's Event: `image_gate.events.DenialEvents.post` in the operator; nothing by default."""
+    """Posts a denial's Event: `image_gate.kube.events.DenialEvents.post` in the operator; nothing by default."""
 
     async def handle(
         self,

@@ -26,8 +26,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from image_gate.clock import Clock, monotonic
-from image_gate.lookups import Failure, Outcome, Throttled, TimedOut, Unavailable
+from image_gate.core.clock import Clock, monotonic
+from image_gate.core.outcomes import Failure, Outcome, Throttled, TimedOut, Unavailable
 
 __all__ = ["BreakerObserver", "BreakerSettings", "BreakerState", "CircuitBreaker", "NullBreakerObserver"]
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from image_gate.lookups import BaseImage, Failure, Found, NotApplicable, NotFound, Outcome
+from image_gate.core.outcomes import BaseImage, Failure, Found, NotApplicable, NotFound, Outcome
 
 if TYPE_CHECKING:
-    from image_gate.evaluate import Finding
+    from image_gate.core.evaluate import Finding
 
 __all__ = [
     "deny_message",

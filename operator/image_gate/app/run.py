@@ -19,15 +19,16 @@ from typing import Any
 
 import kopf
 
-from image_gate.admission import Admission
-from image_gate.certs import ReloadingContext, ServingCertificate, generate_development_certificate
-from image_gate.controller import Readiness, register_controller
-from image_gate.events import DenialEvents
-from image_gate.health import serve_health
-from image_gate.metrics import Metrics
-from image_gate.service import fact_resolver
-from image_gate.settings import Settings
-from image_gate.webhook import WebhookApp, guarded, register_webhooks
+from image_gate.app.certs import ReloadingContext, ServingCertificate, generate_development_certificate
+from image_gate.app.health import serve_health
+from image_gate.app.metrics import Metrics
+from image_gate.app.settings import Settings
+from image_gate.app.wiring import fact_resolver
+from image_gate.core.admission import Admission
+from image_gate.kube.controller import register_controller
+from image_gate.kube.events import DenialEvents
+from image_gate.kube.readiness import Readiness
+from image_gate.kube.webhook import WebhookApp, guarded, register_webhooks
 
 __all__ = ["run_operator", "serving_certificate"]
 

@@ -15,10 +15,10 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 
+from image_gate.app.metrics import Metrics
+from image_gate.app.settings import Settings
 from image_gate.clouds import aliyun, huawei
-from image_gate.facts import CacheSettings, FactResolver, FactsObserver
-from image_gate.metrics import Metrics
-from image_gate.settings import Settings
+from image_gate.facts.resolver import CacheSettings, FactResolver, FactsObserver
 
 __all__ = ["StartupError", "fact_resolver"]
 

@@ -18,17 +18,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from image_gate.clock import Clock, Deadline, monotonic
-from image_gate.evaluate import Decision, FactsView, Plan, Subject, decide, plan
-from image_gate.images import ImageReference
-from image_gate.policy import CompiledPolicy
-from image_gate.workloads import Container
+from image_gate.core.clock import Clock, Deadline, monotonic
+from image_gate.core.evaluate import Decision, FactsView, Plan, Subject, decide, plan
+from image_gate.core.images import ImageReference
+from image_gate.core.policy import CompiledPolicy
+from image_gate.core.workloads import Container
 
 __all__ = ["Admission", "FactSource", "Review", "changed_containers"]
 
 
 class FactSource(Protocol):
-    """What resolves facts: ``image_gate.facts.FactResolver`` in production."""
+    """What resolves facts: ``image_gate.facts.resolver.FactResolver`` in production."""
 
     async def resolve(
         self, image: ImageReference, *, base_image: bool, digest: bool, deadline: Deadline

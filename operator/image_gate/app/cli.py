@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from image_gate import __version__
-from image_gate.admission import Admission, Review
-from image_gate.evaluate import Subject
-from image_gate.policy import CompiledPolicy
-from image_gate.policyfiles import PolicyFileError, load_policy_files
-from image_gate.settings import Settings, SettingsError, add_run_arguments
-from image_gate.workloads import Container
+from image_gate.app.policyfiles import PolicyFileError, load_policy_files
+from image_gate.app.settings import Settings, SettingsError, add_run_arguments
+from image_gate.core.admission import Admission, Review
+from image_gate.core.evaluate import Subject
+from image_gate.core.policy import CompiledPolicy
+from image_gate.core.workloads import Container
 
 __all__ = ["main"]
 
@@ -103,7 +103,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 async def _review(settings: Settings, subject: Subject, policies: list[CompiledPolicy]) -> Review:
-    from image_gate.service import fact_resolver  # the cloud clients: only when needed
+    from image_gate.app.wiring import fact_resolver  # the cloud clients: only when needed
 
     async with fact_resolver(settings) as resolver:
         return await Admission(resolver, deadline=settings.deadline).review(subject, policies)
@@ -145,9 +145,9 @@ def _run(args: argparse.Namespace) -> int:
         settings = Settings.from_arguments(args)
     except SettingsError as exc:
         return _error(str(exc))
-    from image_gate.logs import configure_logging
-    from image_gate.operator import run_operator
-    from image_gate.service import StartupError
+    from image_gate.app.logs import configure_logging
+    from image_gate.app.run import run_operator
+    from image_gate.app.wiring import StartupError
 
     configure_logging(log_format=settings.log_format, level=settings.log_level)
     try:

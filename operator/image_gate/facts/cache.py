@@ -44,8 +44,8 @@ from typing import Any, Final, Generic, Literal, Protocol, TypeAlias, TypeVar
 
 from cachetools import LRUCache
 
-from image_gate.clock import Clock, Deadline, Sleep, monotonic, sleep
-from image_gate.lookups import Failure, Found, LookupFailed, Outcome, TimedOut, Unavailable
+from image_gate.core.clock import Clock, Deadline, Sleep, monotonic, sleep
+from image_gate.core.outcomes import Failure, Found, LookupFailed, Outcome, TimedOut, Unavailable
 
 __all__ = [
     "DEFAULT_TTL",

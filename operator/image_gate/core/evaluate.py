@@ -26,11 +26,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from image_gate import messages
-from image_gate.images import ImageReference, InvalidImageReference
-from image_gate.lookups import BaseImage, Found, Outcome
-from image_gate.policy import BaseImageRules, CompiledPolicy, DigestRules, Mode, OnUnresolved
-from image_gate.workloads import Container
+from image_gate.core import messages
+from image_gate.core.images import ImageReference, InvalidImageReference
+from image_gate.core.outcomes import BaseImage, Found, Outcome
+from image_gate.core.policy import BaseImageRules, CompiledPolicy, DigestRules, Mode, OnUnresolved
+from image_gate.core.workloads import Container
 
 __all__ = ["Decision", "Finding", "ImageNeeds", "Plan", "PlannedContainer", "Subject", "decide", "plan"]
 
@@ -49,7 +49,7 @@ class Subject:
 
 
 class FactsView(Protocol):
-    """The facts resolved for one image (``image_gate.facts.ImageFacts`` fits)."""
+    """The facts resolved for one image (``image_gate.facts.resolver.ImageFacts`` fits)."""
 
     @property
     def base_image(self) -> Outcome[BaseImage] | None: ...

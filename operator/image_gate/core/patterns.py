@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from image_gate.images import ImageReference
+from image_gate.core.images import ImageReference
 
 __all__ = ["ImageGlob", "InvalidPattern", "LabelSelector"]
 

@@ -16,22 +16,21 @@ than admit everything under an empty policy list.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import kopf
 
-from image_gate import messages
-from image_gate.events import DenialEvents
-from image_gate.metrics import Metrics
-from image_gate.policy import API_GROUP, API_VERSION, CompiledPolicy, PolicyError, compile_policy
+from image_gate.core import messages
+from image_gate.core.policy import API_GROUP, API_VERSION, CompiledPolicy, PolicyError, compile_policy
+from image_gate.kube.events import DenialEvents
+from image_gate.kube.observe import AdmissionObserver
+from image_gate.kube.readiness import Readiness
 
 __all__ = [
     "NAMESPACES_INDEX",
     "POLICIES_INDEX",
-    "Readiness",
     "compiled_policies",
     "policy_condition",
     "register_controller",
@@ -40,25 +39,6 @@ __all__ = [
 POLICIES_INDEX = "image_gate_policies"
 NAMESPACES_INDEX = "image_gate_namespaces"
 POLICY_RESOURCE = (API_GROUP, API_VERSION, "imagegatepolicies")
-
-
-class Readiness:
-    """Set once the indexes are complete; read by the webhook and ``/readyz``."""
-
-    def __init__(self) -> None:
-        self.indexes = asyncio.Event()
-        self.webhook_listening = False
-
-    @property
-    def ready(self) -> bool:
-        return self.indexes.is_set() and self.webhook_listening
-
-    def reason(self) -> str:
-        if not self.indexes.is_set():
-            return "the policy and namespace indexes are still loading"
-        if not self.webhook_listening:
-            return "the webhook server is not listening yet"
-        return "ready"
 
 
 def compile_or_error(name: str, spec: Mapping[str, Any], generation: int | None) -> CompiledPolicy | PolicyError:
@@ -100,7 +80,7 @@ def _values(index: Mapping[str, Any]) -> Iterator[Any]:
 
 
 def register_controller(
-    registry: kopf.OperatorRegistry, *, readiness: Readiness, metrics: Metrics, events: DenialEvents
+    registry: kopf.OperatorRegistry, *, readiness: Readiness, metrics: AdmissionObserver, events: DenialEvents
 ) -> None:
     @kopf.index(*POLICY_RESOURCE, id=POLICIES_INDEX, registry=registry)
     def index_policy(name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[str, Any]:

@@ -37,17 +37,17 @@ from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from image_gate.cache import DEFAULT_TTL, Answer, CacheObserver, NullCacheObserver, OutcomeCache, TtlChoice
-from image_gate.clock import Clock, Deadline, Sleep, monotonic, sleep
-from image_gate.clouds.breaker import (
+from image_gate.core.clock import Clock, Deadline, Sleep, monotonic, sleep
+from image_gate.core.images import ImageReference
+from image_gate.core.outcomes import BaseImage, Failure, Found, NotApplicable, Outcome, Unauthorized
+from image_gate.facts.breaker import (
     BreakerObserver,
     BreakerSettings,
     CircuitBreaker,
     NullBreakerObserver,
 )
-from image_gate.images import ImageReference
-from image_gate.lookups import BaseImage, Failure, Found, NotApplicable, Outcome, Unauthorized
-from image_gate.registries import AcrLocation, HssLocation, RegistryMapping
+from image_gate.facts.cache import DEFAULT_TTL, Answer, CacheObserver, NullCacheObserver, OutcomeCache, TtlChoice
+from image_gate.facts.registries import AcrLocation, HssLocation, RegistryMapping
 
 __all__ = [
     "CacheSettings",

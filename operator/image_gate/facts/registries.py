@@ -33,11 +33,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
-from image_gate.images import ImageReference
+from image_gate.core.images import ImageReference
+from image_gate.core.locations import AcrLocation, AliyunSite, HssLocation
 
 __all__ = [
     "AcrLocation",
@@ -49,7 +50,6 @@ __all__ = [
 ]
 
 HSS_IMAGE_TYPES = ("private_image", "shared_image", "instance_image", "cicd", "harbor")
-AliyunSite = Literal["china", "international"]
 
 # Where the region sits in the public registry hosts of each cloud.
 _HUAWEI_REGION_HOSTS = (
@@ -69,25 +69,6 @@ class ConfigError(ValueError):
     The message names the file and the field, so that start-up fails with
     something a human can fix.
     """
-
-
-@dataclass(frozen=True, slots=True)
-class HssLocation:
-    """Where HSS knows an image: everything the HSS client needs besides the reference."""
-
-    region: str
-    image_type: str
-    project_id: str | None = None
-    enterprise_project_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AcrLocation:
-    """Where an image lives in Alibaba Cloud Container Registry."""
-
-    region: str
-    instance_id: str | None = None
-    """The ACR instance id (``cri-...``); when unknown, found with ``DescribeImageInstances``."""
 
 
 @dataclass(frozen=True, slots=True)
