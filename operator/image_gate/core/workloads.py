@@ -12,7 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["POD_TEMPLATE_PATHS", "Container", "ContainerKind", "UnreadableObject", "containers_of"]
+__all__ = [
+    "JUDGED_RESOURCES",
+    "POD_TEMPLATE_PATHS",
+    "Container",
+    "ContainerKind",
+    "JudgedResource",
+    "UnreadableObject",
+    "containers_of",
+]
 
 ContainerKind = Literal["container", "initContainer", "ephemeralContainer"]
 _LISTS: tuple[tuple[str, ContainerKind], ...] = (
@@ -21,16 +29,45 @@ _LISTS: tuple[tuple[str, ContainerKind], ...] = (
     ("ephemeralContainers", "ephemeralContainer"),
 )
 
-# Path from the object to its pod spec, by kind.
-POD_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
-    "Pod": ("spec",),
-    "Deployment": ("spec", "template", "spec"),
-    "StatefulSet": ("spec", "template", "spec"),
-    "DaemonSet": ("spec", "template", "spec"),
-    "ReplicaSet": ("spec", "template", "spec"),
-    "Job": ("spec", "template", "spec"),
-    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
-}
+
+@dataclass(frozen=True, slots=True)
+class JudgedResource:
+    """One kind image-gate judges: the one table the webhook, the chart and the tests are held to.
+
+    The webhook registers one kopf handler per entry, with ``handler_id`` as its id and URL
+    path; the chart's ValidatingWebhookConfiguration routes each resource to that path (the
+    chart tests compare its rules with this table).
+    """
+
+    kind: str
+    group: str
+    version: str
+    plural: str
+    pod_spec_path: tuple[str, ...]
+    """Path from the object to its pod spec."""
+    update_only_subresources: tuple[str, ...] = ()
+    """Subresources the same handler judges on UPDATE (``pods/ephemeralcontainers``: kubectl debug)."""
+
+    @property
+    def handler_id(self) -> str:
+        """The kopf handler id, which is also the webhook's URL path (``/pods``)."""
+        return self.plural
+
+
+_TEMPLATE_SPEC = ("spec", "template", "spec")
+JUDGED_RESOURCES: tuple[JudgedResource, ...] = (
+    JudgedResource("Pod", "", "v1", "pods", ("spec",), update_only_subresources=("ephemeralcontainers",)),
+    JudgedResource("Deployment", "apps", "v1", "deployments", _TEMPLATE_SPEC),
+    JudgedResource("StatefulSet", "apps", "v1", "statefulsets", _TEMPLATE_SPEC),
+    JudgedResource("DaemonSet", "apps", "v1", "daemonsets", _TEMPLATE_SPEC),
+    JudgedResource("ReplicaSet", "apps", "v1", "replicasets", _TEMPLATE_SPEC),
+    JudgedResource("Job", "batch", "v1", "jobs", _TEMPLATE_SPEC),
+    JudgedResource("CronJob", "batch", "v1", "cronjobs", ("spec", "jobTemplate", *_TEMPLATE_SPEC)),
+)
+"""Every kind image-gate judges, in the order the webhook registers them."""
+
+POD_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {r.kind: r.pod_spec_path for r in JUDGED_RESOURCES}
+"""Path from the object to its pod spec, by kind."""
 
 
 class UnreadableObject(ValueError):

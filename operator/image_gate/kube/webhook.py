@@ -34,7 +34,7 @@ from aiohttp import web
 
 from image_gate.core.admission import Admission, Review, changed_containers
 from image_gate.core.evaluate import Subject
-from image_gate.core.workloads import UnreadableObject, containers_of
+from image_gate.core.workloads import JUDGED_RESOURCES, UnreadableObject, containers_of
 from image_gate.kube.controller import NAMESPACES_INDEX, POLICIES_INDEX, compiled_policies, namespace_labels
 from image_gate.kube.observe import AdmissionObserver
 from image_gate.kube.readiness import Readiness
@@ -43,15 +43,9 @@ __all__ = ["HANDLED_RESOURCES", "WebhookApp", "guarded", "register_webhooks", "r
 
 logger = logging.getLogger("image_gate.admission")
 
-# Handler id (= URL path) -> (group, version, plural, kind).
+# Handler id (= URL path) -> (group, version, plural, kind), from the core's one table.
 HANDLED_RESOURCES: dict[str, tuple[str, str, str, str]] = {
-    "pods": ("", "v1", "pods", "Pod"),
-    "deployments": ("apps", "v1", "deployments", "Deployment"),
-    "statefulsets": ("apps", "v1", "statefulsets", "StatefulSet"),
-    "daemonsets": ("apps", "v1", "daemonsets", "DaemonSet"),
-    "replicasets": ("apps", "v1", "replicasets", "ReplicaSet"),
-    "jobs": ("batch", "v1", "jobs", "Job"),
-    "cronjobs": ("batch", "v1", "cronjobs", "CronJob"),
+    r.handler_id: (r.group, r.version, r.plural, r.kind) for r in JUDGED_RESOURCES
 }
 _NOT_READY_MESSAGE = "image-gate is starting and has not loaded the policies yet; retry in a few seconds"
 
