@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The image-gate demo, in one command, on a fresh machine or an old one:
-#   1. a virtualenv (.venv) with image-gate (same as scripts/test.sh);
+#   1. a virtualenv (.venv) with image-gate, cloudsim and harness (same as scripts/test.sh);
 #   2. the control plane binaries, built once into ~/.cache/image-gate and reused;
 #   3. a throwaway control plane (etcd, kube-apiserver, kube-controller-manager on 127.0.0.1),
 #      cloudsim (the HSS and SAS simulators, over HTTPS with a generated CA) and image-gate;
@@ -76,7 +76,7 @@ fi
 # shellcheck disable=SC1091
 . .venv/bin/activate
 python -m pip install --quiet --upgrade pip
-python -m pip install --quiet -e '.[test]'
+python -m pip install --quiet -e '.[test]' -e ./dev
 bash harness/build.sh >&2
 SETUP_SECONDS=$((SECONDS - START))
 

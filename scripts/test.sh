@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it, on a fresh machine or an old one:
-#   1. a virtualenv (.venv) with image-gate and its test dependencies;
+#   1. a virtualenv (.venv) with image-gate and its test dependencies, and the development-only
+#      packages cloudsim and harness (dev/pyproject.toml), all installed editable;
 #   2. the control plane binaries (kube-apiserver, kube-controller-manager, etcd,
 #      helm, kubectl), built once into ~/.cache/image-gate and reused;
 #   3. lint (ruff), types (mypy), then unit + integration tests, then the e2e
@@ -19,7 +20,7 @@ fi
 # shellcheck disable=SC1091
 . .venv/bin/activate
 python -m pip install --quiet --upgrade pip
-python -m pip install --quiet -e '.[test]'
+python -m pip install --quiet -e '.[test]' -e ./dev
 took "python dependencies" "$start"
 
 step=$(stamp)
