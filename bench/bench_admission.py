@@ -8,7 +8,8 @@ Prints, for a Pod of three containers judged by three policies:
   many upstream calls were made per API (single-flight should make it one per image per API),
   and p50 / p99 latency of the burst.
 
-Run: ``python bench/bench_admission.py [--reviews N] [--burst N]``. Not a test: it prints figures.
+Run from the repository root: ``python -m bench.bench_admission [--reviews N] [--burst N]``. Not a
+test: it prints figures.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """
 Benchmark of FactResolver and its caches: prints figures, passes or fails nothing.
 
-    python bench/bench_cache.py [--images 1000] [--rounds 20] [--latency 0.05]
+    python -m bench.bench_cache [--images 1000] [--rounds 20] [--latency 0.05]    # from the repository root
 
 * warm: every fact cached; ``resolve`` (both facts) per image, one after the
   other: p50 / p99 latency in microseconds and resolves per second. The design's
@@ -16,13 +16,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
 
 from image_gate.core.clock import Deadline
 from image_gate.core.images import ImageReference

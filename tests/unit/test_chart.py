@@ -13,7 +13,6 @@ import difflib
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,7 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(_REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(_REPO_ROOT))
-
-from tests.chart.helm import (  # noqa: E402
+from tests.chart.helm import (
     CHART_DIR,
     CRD_DIR,
     DOCKERFILE,
@@ -48,7 +43,7 @@ from tests.chart.helm import (  # noqa: E402
     require_tool,
     run_helm,
 )
-from tests.chart.scenarios import CA_B64, SCENARIOS  # noqa: E402
+from tests.chart.scenarios import CA_B64, SCENARIOS
 
 # The ClusterRole, rule by rule: (apiGroup, resource) -> verbs. Nothing else is granted.
 EXPECTED_RBAC: dict[tuple[str, str], set[str]] = {
