@@ -10,19 +10,41 @@ Without the binaries the e2e tests are skipped locally (build them with
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from harness import Binaries, BinariesMissingError, ControlPlane, locate
 
-# harness/ lives at the repo root and is not an installed package; make it importable
-# however pytest is invoked (``pytest`` does not put the cwd on sys.path, ``python -m pytest`` does).
-_REPO_ROOT = str(Path(__file__).resolve().parents[2])
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
+# The fixtures of tests/e2e/imagegate.py (cloudsim, image-gate, the CRD, namespaces, policies),
+# next to the helpers they use. Imported here, pytest offers them to every module in tests/e2e/;
+# test modules import only the helpers and types they call.
+from tests.e2e.imagegate import (
+    catalogue_fixture,
+    cloudsim_fixture,
+    crd_fixture,
+    e2e_token_fixture,
+    image_gate_fixture,
+    kube_fixture,
+    namespace_fixture,
+    policies_fixture,
+    webhook_configuration_fixture,
+)
 
-from harness import Binaries, BinariesMissingError, ControlPlane, locate  # noqa: E402
+__all__ = [
+    "catalogue_fixture",
+    "cloudsim_fixture",
+    "control_plane",
+    "crd_fixture",
+    "e2e_token_fixture",
+    "image_gate_fixture",
+    "k8s_binaries",
+    "kube_env",
+    "kube_fixture",
+    "namespace_fixture",
+    "policies_fixture",
+    "pytest_terminal_summary",
+    "webhook_configuration_fixture",
+]
 
 
 def _in_ci() -> bool:

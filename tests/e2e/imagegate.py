@@ -13,10 +13,11 @@ What runs, once per test session (see ``tests/e2e/conftest.py`` for the control 
   control plane are never sent to it.
 
 Tests make their own namespaces (`namespace` fixture) and scope their policies to them with
-`scoped_policy`, so nothing leaks from one test into the next. Test modules import what they
-use from here explicitly::
+`scoped_policy`, so nothing leaks from one test into the next. The fixtures (``*_fixture``) reach
+the tests through ``tests/e2e/conftest.py``; test modules import from here only the helpers and
+types they use::
 
-    from tests.e2e.imagegate import Kube, ImageGate, image_gate, kube, namespace, ...  # noqa: F401
+    from tests.e2e.imagegate import UBUNTU_IMAGE, ImageGate, PolicyFactory, pod_manifest
 
 Everything started here is stopped, and everything applied is deleted, even when a test fails.
 The processes' logs stay in pytest's temporary directory (``image-gate0/image-gate.log``,
@@ -45,9 +46,9 @@ import pytest
 import yaml
 from harness import ControlPlane
 from harness.process import ManagedProcess, _die_with_parent, free_ports
-from tests.tlsutil import TestPki, make_pki
 
 from cloudsim.catalogue import Catalogue
+from tests.tlsutil import TestPki, make_pki
 
 __all__ = [
     "ACR_DIGEST",

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.e2e.imagegate import (  # noqa: F401 -- *_fixture: pytest finds fixtures in the module
+
+from tests.e2e.imagegate import (
     ACR_DIGEST,
     ACR_IMAGE,
     ACR_OTHER_DIGEST,
@@ -26,21 +27,12 @@ from tests.e2e.imagegate import (  # noqa: F401 -- *_fixture: pytest finds fixtu
     Kube,
     PolicyFactory,
     admission_review,
-    catalogue_fixture,
-    cloudsim_fixture,
-    crd_fixture,
     cronjob_manifest,
     deployment_manifest,
-    e2e_token_fixture,
-    image_gate_fixture,
-    kube_fixture,
-    namespace_fixture,
     pod_manifest,
-    policies_fixture,
     ready_condition,
     scoped_policy,
     wait_for,
-    webhook_configuration_fixture,
 )
 
 pytestmark = pytest.mark.e2e

@@ -9,20 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.e2e.imagegate import (  # noqa: F401 -- *_fixture: pytest finds fixtures in the module
+
+from tests.e2e.imagegate import (
     UBUNTU_IMAGE,
     ImageGate,
     PolicyFactory,
     admission_review,
-    catalogue_fixture,
-    cloudsim_fixture,
-    crd_fixture,
-    e2e_token_fixture,
-    image_gate_fixture,
-    kube_fixture,
-    namespace_fixture,
     pod_manifest,
-    policies_fixture,
     scoped_policy,
 )
 

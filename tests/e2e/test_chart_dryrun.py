@@ -31,9 +31,10 @@ import pytest
 import yaml
 from harness import ControlPlane
 from harness.process import free_ports
+
 from tests.chart.helm import CHART_DIR, MANIFEST, Doc, parse_docs
 from tests.chart.scenarios import SCENARIOS
-from tests.e2e.imagegate import EnvProcess, Kube, crd_fixture, kube_fixture, wait_for  # noqa: F401
+from tests.e2e.imagegate import EnvProcess, Kube, wait_for
 
 pytestmark = pytest.mark.e2e
 

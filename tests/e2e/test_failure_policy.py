@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 from harness import ControlPlane
-from tests.e2e.imagegate import (  # noqa: F401 -- *_fixture: pytest finds fixtures in the module
+
+from cloudsim.catalogue import Catalogue
+from tests.e2e.imagegate import (
     CENTOS_IMAGE,
     UBUNTU_IMAGE,
     CloudSim,
@@ -22,19 +24,12 @@ from tests.e2e.imagegate import (  # noqa: F401 -- *_fixture: pytest finds fixtu
     Kube,
     PolicyFactory,
     applied,
-    catalogue_fixture,
-    cloudsim_fixture,
-    crd_fixture,
-    kube_fixture,
     make_namespace,
     new_image_gate,
-    policies_fixture,
     render_webhook_configuration,
     scoped_policy,
     wait_for,
 )
-
-from cloudsim.catalogue import Catalogue
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.e2e.imagegate import (  # noqa: F401 -- *_fixture: pytest finds fixtures in the module
+
+from tests.e2e.imagegate import (
     CENTOS_IMAGE,
     CHART_DIR,
     CRD_NAME,
@@ -28,13 +29,7 @@ from tests.e2e.imagegate import (  # noqa: F401 -- *_fixture: pytest finds fixtu
     ImageGate,
     Kube,
     PolicyFactory,
-    catalogue_fixture,
-    cloudsim_fixture,
-    crd_fixture,
-    image_gate_fixture,
-    kube_fixture,
     make_namespace,
-    policies_fixture,
     scoped_policy,
 )
 
