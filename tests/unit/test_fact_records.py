@@ -1,0 +1,150 @@
+"""ImageFact names and the status <-> outcome codec."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from image_gate.core.images import ImageReference
+from image_gate.core.locations import AcrLocation, HssLocation
+from image_gate.core.outcomes import (
+    BadResponse,
+    BaseImage,
+    Failure,
+    Found,
+    NotApplicable,
+    NotFound,
+    Outcome,
+    Throttled,
+    TimedOut,
+    Unauthorized,
+    Unavailable,
+)
+from image_gate.facts.records import (
+    HASH_HEX_DIGITS,
+    MAX_NAME_LENGTH,
+    FactKey,
+    FactRecord,
+    UnreadableRecord,
+    fact_name,
+    record_from_status,
+    spec_of,
+    status_of,
+)
+
+DNS_1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+HSS = HssLocation(region="ap-southeast-1", image_type="private_image")
+ACR = AcrLocation(region="cn-hangzhou", instance_id="cri-abc")
+SWR_IMAGE = ImageReference.parse("swr.ap-southeast-1.myhuaweicloud.com/team/app_server:1.2.3")
+
+
+def test_a_name_is_readable_and_carries_128_bits_of_sha256() -> None:
+    name = fact_name("huawei", HSS, SWR_IMAGE)
+    assert name.startswith("hss-app-server-1-2-3-")
+    assert re.fullmatch(f"[0-9a-f]{{{HASH_HEX_DIGITS}}}", name.rsplit("-", 1)[1])
+    assert HASH_HEX_DIGITS * 4 >= 128
+
+
+def test_a_name_is_deterministic_and_depends_on_cloud_location_and_reference() -> None:
+    name = fact_name("huawei", HSS, SWR_IMAGE)
+    assert name == fact_name("huawei", HssLocation(region="ap-southeast-1", image_type="private_image"), SWR_IMAGE)
+    assert name == FactKey("huawei", HSS, SWR_IMAGE).name
+    others = {
+        fact_name("huawei", HssLocation(region="ap-southeast-1", image_type="shared_image"), SWR_IMAGE),
+        fact_name("huawei", HssLocation("ap-southeast-1", "private_image", project_id="p"), SWR_IMAGE),
+        fact_name("huawei", HSS, ImageReference.parse("swr.ap-southeast-1.myhuaweicloud.com/team/app_server:1.2.4")),
+        fact_name("aliyun", ACR, SWR_IMAGE),
+    }
+    assert name not in others
+    assert len(others) == 4
+
+
+def test_a_digest_reference_names_the_digest() -> None:
+    image = ImageReference.parse("swr.ap-southeast-1.myhuaweicloud.com/team/app@sha256:" + "ab" * 32)
+    assert fact_name("huawei", HSS, image).startswith("hss-app-abababababab-")
+
+
+references = st.from_regex(
+    r"[a-z0-9]{1,20}(\.[a-z]{2,5})?/[a-zA-Z0-9._/-]{1,300}:[A-Za-z0-9_.-]{1,128}", fullmatch=True
+)
+
+
+@given(references)
+def test_every_name_is_a_valid_object_name(reference: str) -> None:
+    try:
+        image = ImageReference.parse(reference)
+    except ValueError:
+        return
+    name = fact_name("aliyun", ACR, image)
+    assert len(name) <= MAX_NAME_LENGTH
+    assert DNS_1123_SUBDOMAIN.fullmatch(name), name
+
+
+def test_the_spec_says_what_to_resolve_again() -> None:
+    assert spec_of(FactKey("huawei", HSS, SWR_IMAGE)) == {
+        "cloud": "huawei",
+        "reference": "swr.ap-southeast-1.myhuaweicloud.com/team/app_server:1.2.3",
+        "location": {"region": "ap-southeast-1", "imageType": "private_image"},
+    }
+
+
+OUTCOMES: list[Outcome[Any]] = [
+    Found(BaseImage("Debian GNU/Linux", "12", "sha256:" + "1" * 64), "req-1"),
+    Found("sha256:" + "2" * 64, "req-2"),
+    NotFound("HSS has not scanned this image yet", "req-3"),
+    NotApplicable("no registry mapping sends docker.io to Huawei HSS"),
+    Unauthorized(cloud="huawei", api="ListRegistryImages", detail="bad AK", code="APIGW.0301", request_id="r"),
+    Throttled(cloud="huawei", api="ListImageBasicImage", detail="429", retry_after=12.5),
+    Throttled(cloud="huawei", api="ListImageBasicImage", detail="429"),
+    Unavailable(cloud="aliyun", api="DescribeImage", detail="503"),
+    TimedOut(cloud="aliyun", api="DescribeImage", detail="slow"),
+    BadResponse(cloud="aliyun", api="DescribeImage", detail="not JSON"),
+    Failure(cloud="aliyun", api="DescribeImage", detail="internal error"),
+]
+
+
+@pytest.mark.parametrize("outcome", OUTCOMES, ids=lambda o: type(o).__name__)
+def test_every_outcome_survives_the_round_trip(outcome: Outcome[Any]) -> None:
+    record = FactRecord(outcome, observed_at=1_800_000_000.0, expires_at=1_800_000_300.0)
+    assert record_from_status(status_of(record)) == record
+
+
+def test_a_fact_about_a_digest_has_no_expiry() -> None:
+    record = FactRecord(OUTCOMES[0], observed_at=1_800_000_000.0, expires_at=None)
+    status = status_of(record)
+    assert "expiresAt" not in status
+    assert record_from_status(status).fresh(now=4_000_000_000.0)
+
+
+def test_the_status_reads_like_the_printer_columns_want() -> None:
+    status = status_of(FactRecord(OUTCOMES[0], observed_at=1_800_000_000.0, expires_at=None))
+    assert status == {
+        "state": "Found",
+        "observedAt": "2027-01-15T08:00:00Z",
+        "baseImage": {"osName": "Debian GNU/Linux", "osVersion": "12", "layerDigest": "sha256:" + "1" * 64},
+        "requestId": "req-1",
+    }
+
+
+def test_long_messages_are_cut_so_a_fact_stays_small() -> None:
+    status = status_of(FactRecord(NotFound("x" * 10_000), observed_at=0.0, expires_at=30.0))
+    assert len(status["message"]) == 512
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        {},
+        {"state": "Found", "observedAt": "2027-01-15T08:00:00Z"},
+        {"state": "Exploded", "observedAt": "2027-01-15T08:00:00Z"},
+        {"state": "Throttled", "observedAt": "2027-01-15T08:00:00Z"},
+        {"state": "NotFound", "observedAt": "yesterday"},
+    ],
+)
+def test_a_status_this_version_did_not_write_is_unreadable(status: dict[str, Any]) -> None:
+    with pytest.raises(UnreadableRecord):
+        record_from_status(status)
