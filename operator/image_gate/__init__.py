@@ -11,7 +11,9 @@ decide admissions, and the outcomes of cloud lookups. The cloud clients live in
 from importlib.metadata import PackageNotFoundError, version
 
 from image_gate.core.admission import Admission, Review
-from image_gate.core.evaluate import Decision, Finding, Subject, decide, plan
+from image_gate.core.evaluate import Decision, Subject, decide, plan
+from image_gate.core.findings import Finding
+from image_gate.core.imagefacts import ImageFacts, StaleFact
 from image_gate.core.images import ImageReference, InvalidImageReference
 from image_gate.core.outcomes import (
     BadResponse,
@@ -44,6 +46,7 @@ __all__ = [
     "Failure",
     "Finding",
     "Found",
+    "ImageFacts",
     "ImageReference",
     "InvalidImageReference",
     "NotApplicable",
@@ -51,6 +54,7 @@ __all__ = [
     "Outcome",
     "PolicyError",
     "Review",
+    "StaleFact",
     "Subject",
     "Throttled",
     "TimedOut",

@@ -10,9 +10,12 @@ from cryptography import x509
 from harness.process import free_ports
 
 from image_gate.app.certs import ReloadingContext, generate_development_certificate
-from image_gate.app.health import serve_health
+from image_gate.app.health import readiness_report, serve_health
 from image_gate.app.metrics import Metrics
+from image_gate.core.outcomes import Outcome, Unavailable
+from image_gate.facts.breaker import BreakerSettings, CircuitBreaker
 from image_gate.kube.readiness import Readiness
+from tests.faketime import FakeTime
 
 
 def test_a_development_certificate_names_its_hosts_and_keeps_the_key_private(tmp_path: Path) -> None:
@@ -76,3 +79,67 @@ def test_a_half_written_rotation_keeps_the_old_certificate(tmp_path: Path) -> No
     tls = ReloadingContext(cert)
     cert.key_file.write_text("not a key")
     assert tls.reload_if_changed() is True, "the old, valid certificate stays in use"
+
+
+async def open_circuit(breaker: CircuitBreaker) -> None:
+    async def failing() -> Outcome[str]:
+        return Unavailable(cloud=breaker.cloud, api="ListRegistryImages", detail="HTTP 503")
+
+    await breaker.call("ListRegistryImages", failing)
+
+
+async def test_readyz_names_each_circuit_breaker_state_without_changing_readiness() -> None:
+    time = FakeTime()
+    settings = BreakerSettings(failure_threshold=1, cool_down=30)
+    huawei, aliyun = CircuitBreaker("huawei", settings, clock=time), CircuitBreaker("aliyun", settings, clock=time)
+    readiness = Readiness()
+    assert readiness_report(readiness, (huawei, aliyun)) == (
+        503,
+        "not ready: the policy and namespace indexes are still loading\n"
+        "huawei circuit breaker: closed\n"
+        "aliyun circuit breaker: closed\n",
+    )
+    readiness.indexes.set()
+    readiness.webhook_listening = True
+    await open_circuit(huawei)
+    assert readiness_report(readiness, (huawei, aliyun)) == (
+        200,
+        "ready\nhuawei circuit breaker: open\naliyun circuit breaker: closed\n",
+    )
+    await time.advance(30)
+    assert readiness_report(readiness, (huawei, aliyun))[1].splitlines()[1] == "huawei circuit breaker: half-open"
+    assert readiness_report(readiness) == (200, "ready\n"), "without breakers, the verdict alone"
+
+
+async def test_readyz_serves_the_breaker_detail(tmp_path: Path) -> None:
+    cert = generate_development_certificate(tmp_path, ["127.0.0.1"])
+    readiness, [port] = Readiness(), free_ports(1)
+    readiness.indexes.set()
+    readiness.webhook_listening = True
+    huawei = CircuitBreaker("huawei", BreakerSettings(failure_threshold=1))
+    await open_circuit(huawei)
+    server = asyncio.create_task(
+        serve_health(
+            address="127.0.0.1",
+            port=port,
+            tls=ReloadingContext(cert),
+            readiness=readiness,
+            metrics=Metrics(),
+            breakers=(huawei, CircuitBreaker("aliyun")),
+        )
+    )
+    try:
+        async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(cert.ca_file))) as client:
+            for _ in range(100):
+                try:
+                    response = await client.get(f"https://127.0.0.1:{port}/readyz")
+                    break
+                except httpx.ConnectError:
+                    await asyncio.sleep(0.02)
+        assert (response.status_code, response.text) == (
+            200,
+            "ready\nhuawei circuit breaker: open\naliyun circuit breaker: closed\n",
+        )
+    finally:
+        server.cancel()
+        await asyncio.gather(server, return_exceptions=True)

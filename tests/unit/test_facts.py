@@ -3,131 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from image_gate.core.clock import Deadline
+from image_gate.app.metrics import Metrics
+from image_gate.core.imagefacts import ImageFacts, StaleFact
 from image_gate.core.images import ImageReference
-from image_gate.core.outcomes import (
-    BaseImage,
-    Found,
-    NotApplicable,
-    NotFound,
-    Outcome,
-    TimedOut,
-    Unauthorized,
-    Unavailable,
-)
+from image_gate.core.outcomes import Found, NotApplicable, NotFound, TimedOut, Unauthorized, Unavailable
 from image_gate.facts.breaker import BreakerSettings, BreakerState
-from image_gate.facts.registries import AcrLocation, HssLocation, RegistryMapping
-from image_gate.facts.resolver import CacheSettings, FactResolver, ImageFacts
-from tests.faketime import FakeTime, settle
-
-# -- fakes of the two cloud clients
-
-
-@dataclass(frozen=True, slots=True)
-class FakeRegistryImage:
-    image_id: str
-    digest: str | None
-    tag: str
-
-
-@dataclass(frozen=True, slots=True)
-class FakeRepository:
-    region: str
-    repo_id: str
-
-
-DEBIAN = BaseImage(os_name="Debian GNU/Linux", os_version="12", layer_digest="sha256:" + "d" * 64)
-DIGEST_A = "sha256:" + "a" * 64
-DIGEST_B = "sha256:" + "b" * 64
-
-
-@dataclass
-class FakeHss:
-    """Answers from dicts; each call takes ``latency`` fake seconds and waits for ``gate`` when set."""
-
-    time: FakeTime
-    latency: float = 0.0
-    gate: asyncio.Event | None = None
-    images: dict[str, Outcome[FakeRegistryImage]] = field(default_factory=dict)
-    bases: dict[str, Outcome[BaseImage]] = field(default_factory=dict)
-    find_calls: list[tuple[float, str]] = field(default_factory=list)
-    base_calls: list[tuple[float, str]] = field(default_factory=list)
-
-    async def _delay(self) -> None:
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.latency:
-            await self.time.sleep(self.latency)
-
-    async def find_image(
-        self, image: ImageReference, location: HssLocation, *, deadline: Deadline
-    ) -> Outcome[FakeRegistryImage]:
-        self.find_calls.append((self.time.now, str(image)))
-        await self._delay()
-        return self.images.get(str(image), NotFound(f"HSS does not know {image}"))
-
-    async def base_image(
-        self, image: FakeRegistryImage, location: HssLocation, *, deadline: Deadline
-    ) -> Outcome[BaseImage]:
-        self.base_calls.append((self.time.now, image.digest or image.image_id))
-        await self._delay()
-        return self.bases.get(image.digest or "", NotFound("not scanned yet"))
-
-
-@dataclass
-class FakeSas:
-    time: FakeTime
-    latency: float = 0.0
-    repositories: dict[str, Outcome[FakeRepository]] = field(default_factory=dict)
-    digests: dict[tuple[FakeRepository, str], Outcome[str]] = field(default_factory=dict)
-    find_calls: list[tuple[float, str]] = field(default_factory=list)
-    digest_calls: list[tuple[float, str]] = field(default_factory=list)
-
-    async def find_repository(
-        self, image: ImageReference, location: AcrLocation, *, deadline: Deadline
-    ) -> Outcome[FakeRepository]:
-        self.find_calls.append((self.time.now, image.name))
-        if self.latency:
-            await self.time.sleep(self.latency)
-        return self.repositories.get(image.name, NotFound(f"no repository {image.name}"))
-
-    async def registry_digest(self, repository: FakeRepository, tag: str, *, deadline: Deadline) -> Outcome[str]:
-        self.digest_calls.append((self.time.now, tag))
-        if self.latency:
-            await self.time.sleep(self.latency)
-        return self.digests.get((repository, tag), NotFound(f"no tag {tag}"))
-
-
-# An image both clouds know: a mirror host that the mapping sends to both.
-MIRROR = "mirror.example.com"
-MAPPING = RegistryMapping.from_dict(
-    {
-        "huawei": {"registries": [{"host": MIRROR, "region": "cn-north-4"}, {"host": "swr.*.myhuaweicloud.com"}]},
-        "aliyun": {
-            "registries": [
-                {"host": MIRROR, "region": "cn-hangzhou", "instanceId": "cri-1"},
-                {"host": "*.*.cr.aliyuncs.com"},
-            ]
-        },
-    }
+from image_gate.facts.resolver import CacheSettings, FactResolver
+from tests.fakeclouds import (
+    APP_V1,
+    APP_V2,
+    DEBIAN,
+    DIGEST_A,
+    MAPPING,
+    MIRROR,
+    FakeHss,
+    FakeRegistryImage,
+    FakeSas,
+    known,
 )
-APP_V1 = ImageReference.parse(f"{MIRROR}/team/app:v1")
-APP_V2 = ImageReference.parse(f"{MIRROR}/team/app:v2")
-REPO = FakeRepository(region="cn-hangzhou", repo_id="crr-1")
-
-
-def known(hss: FakeHss, sas: FakeSas) -> None:
-    """v1 and v2 of team/app are the same image (digest A)."""
-    for tag in ("v1", "v2"):
-        hss.images[f"{MIRROR}/team/app:{tag}"] = Found(FakeRegistryImage(f"id-{tag}", DIGEST_A, tag))
-        sas.digests[(REPO, tag)] = Found(DIGEST_A)
-    hss.bases[DIGEST_A] = Found(DEBIAN)
-    sas.repositories[f"{MIRROR}/team/app"] = Found(REPO)
+from tests.faketime import FakeTime, settle
 
 
 @pytest.fixture
@@ -325,9 +223,9 @@ async def test_stale_facts_are_answered_and_marked_when_a_cloud_fails(
     hss.images[str(APP_V1)] = outage
     facts = await resolve_both(resolver, APP_V1, time)
     assert facts.base_image == Found(DEBIAN)
-    assert facts.base_image_stale
-    assert not facts.registry_digest_stale
-    assert facts.stale_because == (outage,)
+    assert facts.registry_digest == Found(DIGEST_A)  # refreshed: fresh
+    # The tag's step is as old as the TTL and the second; the digest's step (kept forever) is fresh.
+    assert facts.stale == (StaleFact("base image", age=CacheSettings().tag_ttl + 1, because=(outage,)),)
 
 
 async def test_a_failure_reached_through_a_stale_step_is_not_marked_stale(
@@ -341,8 +239,7 @@ async def test_a_failure_reached_through_a_stale_step_is_not_marked_stale(
     hss.bases[DIGEST_A] = Unavailable(cloud="huawei", api="ListImageBasicImage", detail="503")
     facts = await resolver.resolve(APP_V1, base_image=True, digest=False, deadline=time.deadline(3))
     assert facts.base_image == hss.bases[DIGEST_A]
-    assert not facts.base_image_stale
-    assert facts.stale_because == ()
+    assert facts.stale == ()
 
 
 async def test_the_breaker_stops_calls_to_a_failing_cloud(time: FakeTime, hss: FakeHss, sas: FakeSas) -> None:
@@ -370,7 +267,12 @@ async def test_the_breaker_stops_calls_to_a_failing_cloud(time: FakeTime, hss: F
     for tag in ("a", "b"):
         facts = await resolve_both(resolver, ImageReference.parse(f"{MIRROR}/team/app:{tag}"), time)
         assert facts.base_image == down
-    assert states == [("huawei", BreakerState.OPEN)]
+    # Each cloud's starting state first (so a gauge has a value before any outage), then the change.
+    assert states == [
+        ("huawei", BreakerState.CLOSED),
+        ("aliyun", BreakerState.CLOSED),
+        ("huawei", BreakerState.OPEN),
+    ]
 
     facts = await resolve_both(resolver, ImageReference.parse(f"{MIRROR}/team/app:c"), time)
     assert isinstance(facts.base_image, Unavailable)
@@ -378,6 +280,20 @@ async def test_the_breaker_stops_calls_to_a_failing_cloud(time: FakeTime, hss: F
     assert len(hss.find_calls) == 2
     assert facts.registry_digest is not None  # the other cloud has its own breaker
     assert resolver.breakers[1].state is BreakerState.CLOSED
+    await resolver.aclose()
+
+
+async def test_the_breaker_gauge_is_fed_from_the_start(time: FakeTime, hss: FakeHss, sas: FakeSas) -> None:
+    known(hss, sas)
+    metrics = Metrics()
+    settings = BreakerSettings(failure_threshold=1, cool_down=30)
+    resolver = FactResolver(MAPPING, hss, sas, breakers=settings, clock=time, sleep=time.sleep, observer=metrics)
+    page = metrics.render().decode()
+    assert 'image_gate_circuit_breaker_open{cloud="huawei"} 0.0' in page
+    assert 'image_gate_circuit_breaker_open{cloud="aliyun"} 0.0' in page
+    hss.images[str(APP_V1)] = Unavailable(cloud="huawei", api="ListRegistryImages", detail="503")
+    await resolver.resolve(APP_V1, base_image=True, digest=False, deadline=time.deadline(3))
+    assert 'image_gate_circuit_breaker_open{cloud="huawei"} 1.0' in metrics.render().decode()
     await resolver.aclose()
 
 

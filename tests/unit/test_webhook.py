@@ -1,9 +1,9 @@
-"""The webhook's behaviour around evaluation: exemptions, UPDATEs, dry-run, readiness, events, warnings."""
+"""The webhook's behaviour around evaluation: exemptions, UPDATEs, dry-run, readiness, events, warnings, logs."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import logging
 from typing import Any
 
 import kopf
@@ -12,20 +12,18 @@ import pytest
 from image_gate.app.metrics import Metrics
 from image_gate.core.admission import Admission
 from image_gate.core.clock import Deadline
+from image_gate.core.imagefacts import ImageFacts
 from image_gate.core.images import ImageReference
-from image_gate.core.outcomes import BaseImage, Found, Outcome
+from image_gate.core.outcomes import BaseImage, Found, Unavailable
+from image_gate.facts.resolver import CacheSettings, FactResolver
 from image_gate.kube.controller import NAMESPACES_INDEX, POLICIES_INDEX, compile_or_error
 from image_gate.kube.readiness import Readiness
 from image_gate.kube.webhook import WebhookApp
+from tests.fakeclouds import APP_V1, MAPPING, FakeHss, FakeSas, known
+from tests.faketime import FakeTime
 
 CENTOS = BaseImage("CentOS Linux", "7.9.2009", "sha256:" + "c" * 64)
 UBUNTU = BaseImage("Ubuntu", "22.04", "sha256:" + "a" * 64)
-
-
-@dataclass(frozen=True)
-class Facts:
-    base_image: Outcome[BaseImage] | None = None
-    registry_digest: Outcome[str] | None = None
 
 
 class CatalogueFacts:
@@ -35,9 +33,9 @@ class CatalogueFacts:
         self.bases = bases
         self.asked: list[str] = []
 
-    async def resolve(self, image: ImageReference, *, base_image: bool, digest: bool, deadline: Deadline) -> Facts:
+    async def resolve(self, image: ImageReference, *, base_image: bool, digest: bool, deadline: Deadline) -> ImageFacts:
         self.asked.append(str(image))
-        return Facts(base_image=Found(self.bases[str(image)]) if base_image else None)
+        return ImageFacts(base_image=Found(self.bases[str(image)]) if base_image else None)
 
 
 def pod(*images: str, name: str = "web", namespace: str = "shop", ephemeral: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -207,3 +205,70 @@ async def test_a_review_waiting_at_start_up_proceeds_once_ready() -> None:
     assert not task.done()
     readiness.indexes.set()
     assert await task == []
+
+
+DEBIAN_ONLY = {"baseImage": {"allowedOS": [{"name": "debian"}]}}
+
+
+@pytest.mark.parametrize(("mode", "warned"), [("Enforce", True), ("Warn", True), ("Audit", False)])
+async def test_a_verdict_on_stale_facts_says_so_in_a_warning_and_the_log_line(
+    mode: str, warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    time = FakeTime()
+    hss, sas = FakeHss(time), FakeSas(time)
+    known(hss, sas)
+    resolver = FactResolver(MAPPING, hss, sas, clock=time, sleep=time.sleep)
+    readiness = Readiness()
+    readiness.indexes.set()
+    app = WebhookApp(Admission(resolver, clock=time), Metrics(), readiness, ())
+    policies = index({"debian": {**DEBIAN_ONLY, "mode": mode}})
+    image = str(APP_V1)
+    try:
+        assert await handle(app, pod(image), indexes=policies) == []
+
+        # 42 minutes on, the tag's facts are past their TTL (not their max_stale) and HSS is down.
+        await time.advance(42 * 60)
+        assert CacheSettings().tag_ttl < 42 * 60 < CacheSettings().max_stale
+        outage = Unavailable(cloud="huawei", api="ListRegistryImages", detail="HTTP 503", request_id="r-1")
+        hss.images[image] = outage
+        with caplog.at_level(logging.INFO, logger="image_gate.admission"):
+            warnings = await handle(app, pod(image), indexes=policies)
+    finally:
+        await resolver.aclose()
+
+    stale_warning = (
+        f"image-gate judged image {image} on facts from HSS 42 min old (its base image): "
+        "huawei ListRegistryImages: unavailable: HTTP 503 (request id r-1)"
+    )
+    assert warnings == ([stale_warning] if warned else [])
+    [record] = [r for r in caplog.records if r.name == "image_gate.admission"]
+    review: dict[str, Any] = record.review  # type: ignore[attr-defined]
+    assert review["decision"] == "allowed"
+    assert review["stale"] == [
+        {
+            "image": image,
+            "fact": "base image",
+            "age_seconds": 42 * 60.0,
+            "because": [
+                {
+                    "outcome": "unavailable",
+                    "cloud": "huawei",
+                    "api": "ListRegistryImages",
+                    "detail": "HTTP 503",
+                    "code": None,
+                    "request_id": "r-1",
+                }
+            ],
+        }
+    ]
+
+
+async def test_the_log_line_carries_findings_as_values(app: WebhookApp, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="image_gate.admission"), pytest.raises(kopf.AdmissionError):
+        await handle(app, pod("legacy:7"), indexes=index({"no-centos": NO_CENTOS}))
+    [record] = [r for r in caplog.records if r.name == "image_gate.admission"]
+    review: dict[str, Any] = record.review  # type: ignore[attr-defined]
+    assert (review["object"], review["decision"], review["stale"]) == ("shop/web", "denied", [])
+    [finding] = review["findings"]
+    assert finding["found"] == {"type": "os", "name": "CentOS Linux", "version": "7.9.2009"}
+    assert finding["expected"] == {"type": "not_os", "os": {"name": "centos", "versions": []}}

@@ -126,8 +126,9 @@ def _print_review(review: Review, *, output: str) -> None:
             "allowed": decision.allowed,
             "policies": list(decision.policies),
             "message": review.deny_message if not decision.allowed else None,
-            "warnings": decision.warning_messages(),
+            "warnings": review.warnings,
             "findings": [finding.as_dict() for finding in decision.findings],
+            "stale": review.stale_as_data(),
         }
         print(json.dumps(document, indent=2))
         return
@@ -136,7 +137,7 @@ def _print_review(review: Review, *, output: str) -> None:
         print(f"allowed ({covered})")
     else:
         print(review.deny_message)
-    for warning in decision.warning_messages():
+    for warning in review.warnings:
         print(f"Warning: {warning}")
 
 

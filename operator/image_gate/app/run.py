@@ -114,6 +114,7 @@ async def run_operator(settings: Settings) -> None:
                 tls=tls,
                 readiness=readiness,
                 metrics=metrics,
+                breakers=resolver.breakers,
             ),
             name="image-gate health server",
         )

@@ -8,18 +8,22 @@ Facts are resolved concurrently, all images at once, under one deadline per
 request: the API server gives up after its ``timeoutSeconds`` and then applies
 ``failurePolicy``, which must never happen because a cloud was slow. A lookup
 that misses the deadline keeps running in the cache; the review reports it as
-unresolved, and the policy's ``onUnresolved`` decides.
+unresolved, and the policy's ``onUnresolved`` decides. A fact answered stale
+(a cloud failed, the cache still had it) is judged like a fresh one, and the
+review says so: `Review.stale` for the log line, a warning in `Review.warnings`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
+from image_gate.core import messages
 from image_gate.core.clock import Clock, Deadline, monotonic
-from image_gate.core.evaluate import Decision, FactsView, Plan, Subject, decide, plan
+from image_gate.core.evaluate import Decision, Plan, Subject, decide, plan
+from image_gate.core.imagefacts import ImageFacts, StaleFact
 from image_gate.core.images import ImageReference
 from image_gate.core.policy import CompiledPolicy
 from image_gate.core.workloads import Container
@@ -32,21 +36,49 @@ class FactSource(Protocol):
 
     async def resolve(
         self, image: ImageReference, *, base_image: bool, digest: bool, deadline: Deadline
-    ) -> FactsView: ...
+    ) -> ImageFacts: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Review:
-    """A finished review: what was judged, and the verdict."""
+    """A finished review: what was judged, the verdict, and the stale facts it stood on."""
 
     subject: Subject
     plan: Plan
     decision: Decision
     seconds: float
+    stale: Mapping[ImageReference, tuple[StaleFact, ...]] = field(default_factory=dict)
+    """Per image, the facts answered past their TTL because the cloud failed; only images that have some."""
 
     @property
     def deny_message(self) -> str:
-        return self.decision.deny_message(self.subject)
+        return messages.deny_message(self.subject.kind, self.subject.display_name, self.decision.denials)
+
+    @property
+    def warnings(self) -> list[str]:
+        """The admission warnings: warning findings, then the stale facts a policy that speaks up relied on.
+
+        Facts seen only by Audit policies stay out: such a policy changes nothing
+        the user sees, and neither should the age of its facts.
+        """
+        warnings = messages.warning_messages(self.decision.warnings)
+        if self.stale:
+            heard = {
+                c.image
+                for c in self.plan.containers
+                if isinstance(c.image, ImageReference) and any(p.mode != "Audit" for p in c.policies)
+            }
+            warnings += [
+                messages.stale_warning(image, fact)
+                for image, facts in self.stale.items()
+                if image in heard
+                for fact in facts
+            ]
+        return warnings
+
+    def stale_as_data(self) -> list[dict[str, object]]:
+        """The stale facts as plain data, for the log line and ``image-gate check --output json``."""
+        return [{"image": str(image), **fact.as_dict()} for image, facts in self.stale.items() for fact in facts]
 
 
 class Admission:
@@ -61,9 +93,10 @@ class Admission:
         the_plan = plan(subject, policies)
         facts = await self._resolve(the_plan, deadline)
         decision = decide(the_plan, facts)
-        return Review(subject=subject, plan=the_plan, decision=decision, seconds=self._clock() - started)
+        stale = {image: known.stale for image, known in facts.items() if known.stale}
+        return Review(subject=subject, plan=the_plan, decision=decision, seconds=self._clock() - started, stale=stale)
 
-    async def _resolve(self, the_plan: Plan, deadline: Deadline) -> Mapping[ImageReference, FactsView]:
+    async def _resolve(self, the_plan: Plan, deadline: Deadline) -> Mapping[ImageReference, ImageFacts]:
         wanted = [
             (image, needs) for image, needs in the_plan.needs.items() if needs.base_image or needs.registry_digest
         ]

@@ -37,7 +37,3 @@ class Deadline:
     def remaining(self) -> float:
         """Seconds left, never negative."""
         return max(0.0, self.at - self.clock())
-
-    @property
-    def expired(self) -> bool:
-        return self.clock() >= self.at

@@ -24,17 +24,33 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
 
-from image_gate.core import messages
+from image_gate.core.findings import (
+    AllowedDigests,
+    AllowedOS,
+    ApprovedLayers,
+    BaseLayer,
+    Digest,
+    ExpectedValue,
+    Finding,
+    FoundValue,
+    InvalidReference,
+    NotOS,
+    OperatingSystem,
+    PinnedDigest,
+    PinnedReference,
+    RegistryDigest,
+    Tag,
+    Unresolved,
+    ValidReference,
+)
+from image_gate.core.imagefacts import FactName, ImageFacts
 from image_gate.core.images import ImageReference, InvalidImageReference
-from image_gate.core.outcomes import BaseImage, Found, Outcome
-from image_gate.core.policy import BaseImageRules, CompiledPolicy, DigestRules, Mode, OnUnresolved
+from image_gate.core.outcomes import BaseImage, Failure, Found, NotApplicable, NotFound, Outcome
+from image_gate.core.policy import BaseImageRules, CompiledPolicy, DigestRules, Mode
 from image_gate.core.workloads import Container
 
-__all__ = ["Decision", "Finding", "ImageNeeds", "Plan", "PlannedContainer", "Subject", "decide", "plan"]
-
-Problem = Literal["violation", "unresolved"]
+__all__ = ["Decision", "ImageNeeds", "Plan", "PlannedContainer", "Subject", "decide", "plan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,20 +58,11 @@ class Subject:
     """What is being admitted: the object's kind, name, namespace (with labels) and containers."""
 
     kind: str
-    name: str
+    display_name: str
+    """How messages name the object: ``namespace/name`` (``namespace/generateName*`` before it has a name)."""
     namespace: str
     namespace_labels: Mapping[str, str]
     containers: tuple[Container, ...]
-
-
-class FactsView(Protocol):
-    """The facts resolved for one image (``image_gate.facts.resolver.ImageFacts`` fits)."""
-
-    @property
-    def base_image(self) -> Outcome[BaseImage] | None: ...
-
-    @property
-    def registry_digest(self) -> Outcome[str] | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,41 +97,9 @@ class Plan:
 
 
 @dataclass(frozen=True, slots=True)
-class Finding:
-    container: Container
-    policy: str
-    mode: Mode
-    on_unresolved: OnUnresolved
-    rule: str
-    problem: Problem
-    found: str
-    expected: str = ""
-
-    @property
-    def denies(self) -> bool:
-        return self.mode == "Enforce" and (self.problem == "violation" or self.on_unresolved == "Deny")
-
-    @property
-    def warns(self) -> bool:
-        return self.mode == "Warn" or (self.mode == "Enforce" and not self.denies)
-
-    def as_dict(self) -> dict[str, object]:
-        """The finding as plain data, for JSON logs and ``image-gate check --output json``."""
-        return {
-            "container": self.container.name,
-            "image": self.container.image,
-            "policy": self.policy,
-            "mode": self.mode,
-            "rule": self.rule,
-            "problem": self.problem,
-            "found": self.found,
-            "expected": self.expected,
-            "denies": self.denies,
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class Decision:
+    """The verdict and the findings behind it; `image_gate.core.messages` words them."""
+
     allowed: bool
     findings: tuple[Finding, ...] = ()
     policies: tuple[str, ...] = ()
@@ -151,12 +126,6 @@ class Decision:
     def audits(self) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.mode == "Audit")
 
-    def deny_message(self, subject: Subject) -> str:
-        return messages.deny_message(subject.kind, subject.name, self.denials)
-
-    def warning_messages(self) -> list[str]:
-        return [messages.warning_message(f) for f in self.warnings]
-
 
 def plan(subject: Subject, policies: Sequence[CompiledPolicy]) -> Plan:
     """Which policies cover which container, and which facts each image needs."""
@@ -178,12 +147,12 @@ def plan(subject: Subject, policies: Sequence[CompiledPolicy]) -> Plan:
     return Plan(subject=subject, containers=tuple(planned), needs=needs)
 
 
-def decide(the_plan: Plan, facts: Mapping[ImageReference, FactsView]) -> Decision:
+def decide(the_plan: Plan, facts: Mapping[ImageReference, ImageFacts]) -> Decision:
     """Judge every planned container under every policy covering it."""
     findings: list[Finding] = []
     for planned in the_plan.containers:
         for policy in planned.policies:
-            for rule, problem, found, expected in _judge(planned.image, policy, facts):
+            for rule, found, expected in _judge(planned.image, policy, facts):
                 findings.append(
                     Finding(
                         container=planned.container,
@@ -191,7 +160,6 @@ def decide(the_plan: Plan, facts: Mapping[ImageReference, FactsView]) -> Decisio
                         mode=policy.mode,
                         on_unresolved=policy.on_unresolved,
                         rule=rule,
-                        problem=problem,
                         found=found,
                         expected=expected,
                     )
@@ -206,16 +174,17 @@ def decide(the_plan: Plan, facts: Mapping[ImageReference, FactsView]) -> Decisio
     )
 
 
-_Result = tuple[str, Problem, str, str]
+_Result = tuple[str, FoundValue, ExpectedValue | None]
+"""A failed rule: its name, what was found, and what it expected (None: it could not be checked)."""
 
 
 def _judge(
     image: ImageReference | InvalidImageReference,
     policy: CompiledPolicy,
-    facts: Mapping[ImageReference, FactsView],
+    facts: Mapping[ImageReference, ImageFacts],
 ) -> list[_Result]:
     if isinstance(image, InvalidImageReference):
-        return [("image", "violation", image.reason, "a valid image reference")]
+        return [("image", InvalidReference(image.reason), ValidReference())]
     known = facts.get(image)
     results: list[_Result] = []
     if policy.base_image is not None:
@@ -225,24 +194,27 @@ def _judge(
     return results
 
 
+def _unresolved(rule: str, fact: FactName, outcome: NotFound | NotApplicable | Failure | None) -> _Result:
+    return (rule, Unresolved(fact, outcome), None)
+
+
 def _judge_base_image(rules: BaseImageRules, outcome: Outcome[BaseImage] | None) -> list[_Result]:
     if not isinstance(outcome, Found):
-        return [("baseImage", "unresolved", messages.describe_outcome(outcome, fact="base image"), "")]
+        return [_unresolved("baseImage", "base image", outcome)]
     base = outcome.value
-    found = messages.describe_os(base)
+    found = OperatingSystem(base.os_name, base.os_version)
     results: list[_Result] = []
     if rules.allowed_os and not any(rule.matches(base.os_name, base.os_version) for rule in rules.allowed_os):
-        results.append(("baseImage.allowedOS", "violation", found, messages.one_of(rules.allowed_os)))
+        results.append(("baseImage.allowedOS", found, AllowedOS(rules.allowed_os)))
     for rule in rules.denied_os:
         if rule.matches(base.os_name, base.os_version):
-            results.append(("baseImage.deniedOS", "violation", found, f"not {rule}"))
+            results.append(("baseImage.deniedOS", found, NotOS(rule)))
     if rules.allowed_layer_digests and base.layer_digest not in rules.allowed_layer_digests:
         results.append(
             (
                 "baseImage.allowedLayerDigests",
-                "violation",
-                f"base layer {base.layer_digest or '(none)'} ({found})",
-                f"one of {len(rules.allowed_layer_digests)} approved base layers",
+                BaseLayer(base.layer_digest, found),
+                ApprovedLayers(rules.allowed_layer_digests),
             )
         )
     return results
@@ -251,31 +223,22 @@ def _judge_base_image(rules: BaseImageRules, outcome: Outcome[BaseImage] | None)
 def _judge_digest(rules: DigestRules, image: ImageReference, outcome: Outcome[str] | None) -> list[_Result]:
     results: list[_Result] = []
     if rules.require_pinned and image.digest is None:
-        results.append(("digest.requirePinned", "violation", f"tag {image.tag}", "a reference by digest (@sha256:...)"))
+        results.append(("digest.requirePinned", Tag(image.tag), PinnedReference()))
     if rules.allowed:
+        effective: Digest | None = None
         if image.digest is not None:
-            effective: str | None = image.digest
+            effective = Digest(image.digest, "pinned")
         elif isinstance(outcome, Found):
-            effective = outcome.value
+            effective = Digest(outcome.value, "registry")
         else:
-            effective = None
-            results.append(
-                ("digest.allowed", "unresolved", messages.describe_outcome(outcome, fact="registry digest"), "")
-            )
-        if effective is not None and effective not in rules.allowed:
-            results.append(("digest.allowed", "violation", effective, f"one of {len(rules.allowed)} allowed digests"))
+            results.append(_unresolved("digest.allowed", "registry digest", outcome))
+        if effective is not None and effective.digest not in rules.allowed:
+            results.append(("digest.allowed", effective, AllowedDigests(rules.allowed)))
     if rules.match_registry and image.digest is not None and image.tag is not None:
         if not isinstance(outcome, Found):
-            results.append(
-                ("digest.matchRegistry", "unresolved", messages.describe_outcome(outcome, fact="registry digest"), "")
-            )
+            results.append(_unresolved("digest.matchRegistry", "registry digest", outcome))
         elif outcome.value != image.digest:
             results.append(
-                (
-                    "digest.matchRegistry",
-                    "violation",
-                    f"pinned {image.digest}",
-                    f"{outcome.value}, the registry's digest for tag {image.tag}",
-                )
+                ("digest.matchRegistry", PinnedDigest(image.digest), RegistryDigest(outcome.value, image.tag))
             )
     return results

@@ -10,30 +10,48 @@ word.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
-from image_gate.core.outcomes import BaseImage, Failure, Found, NotApplicable, NotFound, Outcome
-
-if TYPE_CHECKING:
-    from image_gate.core.evaluate import Finding
+from image_gate.core.findings import (
+    AllowedDigests,
+    AllowedOS,
+    ApprovedLayers,
+    BaseLayer,
+    Digest,
+    ExpectedValue,
+    Finding,
+    FoundValue,
+    InvalidReference,
+    NotOS,
+    OperatingSystem,
+    PinnedDigest,
+    PinnedReference,
+    RegistryDigest,
+    Tag,
+    Unresolved,
+    ValidReference,
+)
+from image_gate.core.imagefacts import FactName, StaleFact
+from image_gate.core.images import ImageReference
+from image_gate.core.outcomes import Failure, Found, NotApplicable, NotFound, Outcome
 
 __all__ = [
     "deny_message",
-    "describe_os",
+    "describe_expected",
+    "describe_found",
     "describe_outcome",
     "finding_line",
     "policy_invalid_message",
     "policy_ready_message",
+    "stale_warning",
     "warning_message",
+    "warning_messages",
 ]
 
 _MAX_DENY_LINES = 20
 """Kubernetes shows the whole message; past this many lines it stops being read."""
 
-
-def describe_os(base: BaseImage) -> str:
-    """The base OS as HSS named it: ``Debian GNU/Linux 12``."""
-    return f"{base.os_name} {base.os_version}".strip()
+_SOURCES: dict[FactName, str] = {"base image": "HSS", "registry digest": "SAS"}
+"""Which cloud service each fact comes from, as people who run image-gate know them."""
 
 
 def describe_outcome(outcome: Outcome[object] | None, *, fact: str) -> str:
@@ -49,6 +67,11 @@ def describe_outcome(outcome: Outcome[object] | None, *, fact: str) -> str:
     raise TypeError(f"not an outcome: {outcome!r}")
 
 
+def _os(os: OperatingSystem) -> str:
+    """The base OS as HSS named it: ``Debian GNU/Linux 12``."""
+    return f"{os.name} {os.version}".strip()
+
+
 def one_of(items: Iterable[object]) -> str:
     texts = [str(item) for item in items]
     if len(texts) == 1:
@@ -56,21 +79,60 @@ def one_of(items: Iterable[object]) -> str:
     return "one of " + ", ".join(texts)
 
 
+def describe_found(found: FoundValue) -> str:
+    """What a failed rule found, in words."""
+    if isinstance(found, OperatingSystem):
+        return _os(found)
+    if isinstance(found, BaseLayer):
+        return f"base layer {found.digest or '(none)'} ({_os(found.os)})"
+    if isinstance(found, Tag):
+        return f"tag {found.tag}"
+    if isinstance(found, Digest):
+        return found.digest
+    if isinstance(found, PinnedDigest):
+        return f"pinned {found.digest}"
+    if isinstance(found, InvalidReference):
+        return found.reason
+    if isinstance(found, Unresolved):
+        return describe_outcome(found.outcome, fact=found.fact)
+    raise TypeError(f"not a found value: {found!r}")
+
+
+def describe_expected(expected: ExpectedValue) -> str:
+    """What a failed rule expected, in words."""
+    if isinstance(expected, AllowedOS):
+        return one_of(expected.rules)
+    if isinstance(expected, NotOS):
+        return f"not {expected.rule}"
+    if isinstance(expected, ApprovedLayers):
+        return f"one of {len(expected.digests)} approved base layers"
+    if isinstance(expected, PinnedReference):
+        return "a reference by digest (@sha256:...)"
+    if isinstance(expected, AllowedDigests):
+        return f"one of {len(expected.digests)} allowed digests"
+    if isinstance(expected, RegistryDigest):
+        return f"{expected.digest}, the registry's digest for tag {expected.tag}"
+    if isinstance(expected, ValidReference):
+        return "a valid image reference"
+    raise TypeError(f"not an expected value: {expected!r}")
+
+
 def finding_line(finding: Finding) -> str:
     """One line about one container under one policy."""
     subject = f'container "{finding.container.name}" (image {finding.container.image})'
-    if finding.problem == "violation":
+    found = describe_found(finding.found)
+    if finding.expected is not None:
         return (
             f'{subject}: policy "{finding.policy}" rule {finding.rule}: '
-            f"found {finding.found}, expected {finding.expected}"
+            f"found {found}, expected {describe_expected(finding.expected)}"
         )
     return (
         f'{subject}: policy "{finding.policy}" rule {finding.rule} could not be checked '
-        f"(lookup failure, onUnresolved={finding.on_unresolved}): {finding.found}"
+        f"(lookup failure, onUnresolved={finding.on_unresolved}): {found}"
     )
 
 
-def deny_message(kind: str, name: str, findings: Sequence[Finding]) -> str:
+def deny_message(kind: str, display_name: str, findings: Sequence[Finding]) -> str:
     """The message of a denied admission: every failing container, violations first."""
     ordered = sorted(findings, key=lambda f: (f.problem != "violation", f.container.name, f.policy, f.rule))
     violations = sum(1 for f in ordered if f.problem == "violation")
@@ -80,7 +142,7 @@ def deny_message(kind: str, name: str, findings: Sequence[Finding]) -> str:
         counts.append(f"{violations} violation{'s' if violations != 1 else ''}")
     if failures:
         counts.append(f"{failures} lookup failure{'s' if failures != 1 else ''}")
-    lines = [f"image-gate denied {kind} {name}: {' and '.join(counts)}"]
+    lines = [f"image-gate denied {kind} {display_name}: {' and '.join(counts)}"]
     lines += [f"- {finding_line(f)}" for f in ordered[:_MAX_DENY_LINES]]
     if len(ordered) > _MAX_DENY_LINES:
         lines.append(f"- ... and {len(ordered) - _MAX_DENY_LINES} more")
@@ -94,6 +156,33 @@ def warning_message(finding: Finding) -> str:
     else:
         prefix = f'image-gate (policy "{finding.policy}" allowed it: onUnresolved=Allow)'
     return f"{prefix}: {finding_line(finding)}"
+
+
+def warning_messages(findings: Iterable[Finding]) -> list[str]:
+    """One admission warning per finding that warns (pass `Decision.warnings`)."""
+    return [warning_message(finding) for finding in findings]
+
+
+def stale_warning(image: ImageReference, stale: StaleFact) -> str:
+    """An admission warning that a verdict stands on a fact older than its TTL, and why.
+
+    ``image-gate judged image app:1 on facts from HSS 42 min old (its base image): huawei
+    ListRegistryImages: unavailable: HTTP 503``
+    """
+    why = "; ".join(failure.message for failure in stale.because) or "the refresh did not finish"
+    return (
+        f"image-gate judged image {image} on facts from {_SOURCES[stale.fact]} {_age(stale.age)} old "
+        f"(its {stale.fact}): {why}"
+    )
+
+
+def _age(seconds: float) -> str:
+    """An age as people say it: ``40 s``, ``42 min``, ``3.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def policy_ready_message(mode: str) -> str:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from image_gate.core.clock import Clock, Deadline, Sleep, monotonic, sleep
+from image_gate.core.imagefacts import FactName, ImageFacts, StaleFact
 from image_gate.core.images import ImageReference
 from image_gate.core.outcomes import BaseImage, Failure, Found, NotApplicable, Outcome, Unauthorized
 from image_gate.facts.breaker import (
@@ -54,7 +55,6 @@ __all__ = [
     "FactResolver",
     "FactsObserver",
     "HssLookups",
-    "ImageFacts",
     "NullFactsObserver",
     "RegistryImageLike",
     "SasLookups",
@@ -173,24 +173,13 @@ class CacheSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class ImageFacts:
-    """The facts about one image; None where the caller did not ask."""
-
-    base_image: Outcome[BaseImage] | None = None
-    registry_digest: Outcome[str] | None = None
-    base_image_stale: bool = False
-    """The base image is a cached `Found` past its TTL, answered because the refresh failed or was too slow."""
-    registry_digest_stale: bool = False
-    stale_because: tuple[Failure, ...] = ()
-    """The failures the stale answers stand in for, for the log line and the warning."""
-
-
-@dataclass(frozen=True, slots=True)
 class _Resolved:
     """One fact with its freshness, as the two chains return it."""
 
     outcome: Outcome[Any]
     stale: bool = False
+    age: float = 0.0
+    """For a stale fact: the age of its oldest stale step."""
     because: tuple[Failure, ...] = ()
 
     @classmethod
@@ -203,7 +192,15 @@ class _Resolved:
         outcome = answers[-1].outcome
         if not isinstance(outcome, Found) or not any(a.stale for a in answers):
             return cls(outcome)
-        return cls(outcome, stale=True, because=tuple(a.error for a in answers if a.error is not None))
+        return cls(
+            outcome,
+            stale=True,
+            age=max(a.age for a in answers if a.stale),
+            because=tuple(a.error for a in answers if a.error is not None),
+        )
+
+    def staleness(self, fact: FactName) -> tuple[StaleFact, ...]:
+        return (StaleFact(fact, self.age, self.because),) if self.stale else ()
 
 
 # -- the resolver
@@ -237,6 +234,10 @@ class FactResolver:
         breaker_settings = breakers if breakers is not None else BreakerSettings()
         self._hss_breaker = CircuitBreaker(HUAWEI, breaker_settings, clock=clock, observer=watcher)
         self._sas_breaker = CircuitBreaker(ALIYUN, breaker_settings, clock=clock, observer=watcher)
+        for breaker in self.breakers:
+            # Breakers report changes; the observer hears the starting state too, so that the
+            # breaker gauge has a value per cloud from the first scrape, not from the first outage.
+            watcher.breaker_state(cloud=breaker.cloud, state=breaker.state)
 
         def cache(name: str, cloud: str, api: str, ttl: float | None) -> OutcomeCache[Any, Any]:
             return OutcomeCache(
@@ -268,7 +269,7 @@ class FactResolver:
 
     @property
     def breakers(self) -> tuple[CircuitBreaker, CircuitBreaker]:
-        """The HSS and SAS breakers, for health reporting."""
+        """The HSS and SAS breakers, for ``/readyz``'s detail (`image_gate.app.health`)."""
         return self._hss_breaker, self._sas_breaker
 
     async def resolve(self, image: ImageReference, *, base_image: bool, digest: bool, deadline: Deadline) -> ImageFacts:
@@ -293,9 +294,8 @@ class FactResolver:
         return ImageFacts(
             base_image=base.outcome if base is not None else None,
             registry_digest=registry.outcome if registry is not None else None,
-            base_image_stale=base is not None and base.stale,
-            registry_digest_stale=registry is not None and registry.stale,
-            stale_because=(base.because if base is not None else ()) + (registry.because if registry else ()),
+            stale=(base.staleness("base image") if base is not None else ())
+            + (registry.staleness("registry digest") if registry is not None else ()),
         )
 
     async def aclose(self) -> None:

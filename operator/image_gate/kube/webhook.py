@@ -16,6 +16,9 @@ What happens on each review:
 * a denial raises `kopf.AdmissionError` (HTTP 403 in the response) with a
   message that lists every failing container; Warn findings become admission
   warnings; Audit findings are only counted and logged;
+* a verdict that stood on stale facts (a cloud failed, the cache answered)
+  says so: a warning names the image, the facts' age and the failure, and the
+  log line lists them;
 * a dry-run is judged like any request (lookups have no side effects), but
   posts no Event;
 * every review is one structured log line and one metrics sample.
@@ -95,7 +98,7 @@ class WebhookApp:
         policies, _broken = compiled_policies(indexes[POLICIES_INDEX])
         subject = Subject(
             kind=kind,
-            name=_display_name(body, namespace),
+            display_name=_display_name(body, namespace),
             namespace=namespace,
             namespace_labels=namespace_labels(indexes[NAMESPACES_INDEX], namespace),
             containers=tuple(containers),
@@ -104,7 +107,7 @@ class WebhookApp:
         self.metrics.admission(kind=kind, decision=review.decision, dry_run=dry_run, seconds=review.seconds)
         _log_review(review, operation=operation, subresource=subresource, dry_run=dry_run)
 
-        warnings.extend(review.decision.warning_messages())
+        warnings.extend(review.warnings)
         if not review.decision.allowed:
             message = review.deny_message
             if not dry_run:
@@ -220,7 +223,7 @@ def _log_review(review: Review, *, operation: str | None, subresource: str | Non
         extra={
             "review": {
                 "kind": review.subject.kind,
-                "object": review.subject.name,
+                "object": review.subject.display_name,
                 "operation": operation,
                 "subresource": subresource,
                 "dry_run": dry_run,
@@ -228,6 +231,7 @@ def _log_review(review: Review, *, operation: str | None, subresource: str | Non
                 "policies": list(decision.policies),
                 "images": sorted(str(image) for image in review.plan.needs),
                 "findings": [finding.as_dict() for finding in decision.findings],
+                "stale": review.stale_as_data(),
                 "seconds": round(review.seconds, 6),
             }
         },
