@@ -463,7 +463,7 @@ async def test_no_credential_in_logs_outcomes_or_reprs(
     try:
         async with make_client(sim, pki, provider) as sas:
             await exercise(sas)
-            issued = await provider.get()
+            issued = await provider.credentials()
     finally:
         await provider.aclose()
     texts.append(repr(provider))

@@ -37,6 +37,7 @@ from image_gate.core.outcomes import (
     BaseImage,
     Found,
     NotFound,
+    Outcome,
     Throttled,
     TimedOut,
     Unauthorized,
@@ -99,6 +100,16 @@ def deadline(seconds: float = 5.0) -> Deadline:
     return Deadline.after(seconds)
 
 
+async def lookup_base_image(
+    client: HssClient, image: ImageReference, location: HssLocation, *, deadline: Deadline
+) -> Outcome[BaseImage]:
+    """`HssClient.find_image` then `HssClient.base_image`, within one deadline, as the resolver chains them."""
+    found = await client.find_image(image, location, deadline=deadline)
+    if not isinstance(found, Found):
+        return found
+    return await client.base_image(found.value, location, deadline=deadline)
+
+
 # -- the catalogue resolves ---------------------------------------------------------------------------
 
 
@@ -106,7 +117,7 @@ async def test_every_scanned_catalogue_image_resolves_by_tag(make_client: Client
     client = make_client()
     for image in CATALOGUE.huawei_images():
         assert image.huawei is not None
-        outcome = await client.lookup_base_image(image.reference, LOCATION, deadline=deadline())
+        outcome = await lookup_base_image(client, image.reference, LOCATION, deadline=deadline())
         if image.huawei.base_image is None:
             assert isinstance(outcome, NotFound), outcome
             assert outcome.detail == (
@@ -120,11 +131,11 @@ async def test_every_scanned_catalogue_image_resolves_by_tag(make_client: Client
 
 async def test_compliant_and_non_compliant_samples(make_client: ClientFactory) -> None:
     client = make_client()
-    ubuntu = await client.lookup_base_image(
-        ref("swr.cn-north-4.myhuaweicloud.com/demo/api:1.4.2"), LOCATION, deadline=deadline()
+    ubuntu = await lookup_base_image(
+        client, ref("swr.cn-north-4.myhuaweicloud.com/demo/api:1.4.2"), LOCATION, deadline=deadline()
     )
-    centos = await client.lookup_base_image(
-        ref("swr.cn-north-4.myhuaweicloud.com/demo/legacy-batch:2.3.0"), LOCATION, deadline=deadline()
+    centos = await lookup_base_image(
+        client, ref("swr.cn-north-4.myhuaweicloud.com/demo/legacy-batch:2.3.0"), LOCATION, deadline=deadline()
     )
     assert isinstance(ubuntu, Found)
     assert (ubuntu.value.os_name, ubuntu.value.os_version) == ("Ubuntu", "22.04")
@@ -151,8 +162,8 @@ async def test_digest_reference_resolves_on_the_digest(make_client: ClientFactor
         scan_status="success",
     )
     # A tag that disagrees with the digest: the digest is what the node pulls, so it wins.
-    pinned = await client.lookup_base_image(
-        ref(f"swr.cn-north-4.myhuaweicloud.com/demo/api:0.0.1@{image.digest}"), LOCATION, deadline=deadline()
+    pinned = await lookup_base_image(
+        client, ref(f"swr.cn-north-4.myhuaweicloud.com/demo/api:0.0.1@{image.digest}"), LOCATION, deadline=deadline()
     )
     assert pinned == Found(image.huawei.base_image, request_id=pinned.request_id if isinstance(pinned, Found) else None)
 
@@ -176,8 +187,8 @@ async def test_loose_server_filters_are_matched_exactly(make_client: ClientFacto
 async def test_project_id_is_found_in_iam_once(sim: Simulators, make_client: ClientFactory) -> None:
     client = make_client()
     for tag in ("1.4.2", "1.4.1"):
-        outcome = await client.lookup_base_image(
-            ref(f"swr.cn-north-4.myhuaweicloud.com/demo/api:{tag}"), LOCATION, deadline=deadline()
+        outcome = await lookup_base_image(
+            client, ref(f"swr.cn-north-4.myhuaweicloud.com/demo/api:{tag}"), LOCATION, deadline=deadline()
         )
         assert isinstance(outcome, Found)
     assert sim.state.faults.calls[API_LIST_PROJECTS] == 1
@@ -214,14 +225,14 @@ API_REF = ref("swr.cn-north-4.myhuaweicloud.com/demo/api:1.4.2")
 
 async def test_latency_within_the_deadline_is_found(sim: Simulators, make_client: ClientFactory) -> None:
     sim.state.faults.add(Fault(api=API_BASE_IMAGE, kind="latency", seconds=0.4))
-    outcome = await make_client().lookup_base_image(API_REF, PINNED, deadline=deadline(3.0))
+    outcome = await lookup_base_image(make_client(), API_REF, PINNED, deadline=deadline(3.0))
     assert isinstance(outcome, Found)
 
 
 async def test_timeout_is_timed_out_within_the_deadline(sim: Simulators, make_client: ClientFactory) -> None:
     sim.state.faults.add(Fault(api=API_LIST_IMAGES, kind="timeout"))
     started = time.monotonic()
-    outcome = await make_client().lookup_base_image(API_REF, PINNED, deadline=deadline(1.0))
+    outcome = await lookup_base_image(make_client(), API_REF, PINNED, deadline=deadline(1.0))
     elapsed = time.monotonic() - started
     assert isinstance(outcome, TimedOut), outcome
     assert outcome.api == API_LIST_IMAGES
@@ -241,7 +252,7 @@ async def test_server_error_is_unavailable_after_retries(sim: Simulators, make_c
 
 async def test_one_server_error_is_retried_away(sim: Simulators, make_client: ClientFactory) -> None:
     sim.state.faults.add(Fault(api=API_BASE_IMAGE, kind="error", status=503, times=1))
-    outcome = await make_client().lookup_base_image(API_REF, PINNED, deadline=deadline())
+    outcome = await lookup_base_image(make_client(), API_REF, PINNED, deadline=deadline())
     assert isinstance(outcome, Found)
     assert sim.state.faults.calls[API_BASE_IMAGE] == 2
 
@@ -266,7 +277,7 @@ async def test_throttle_is_throttled_with_retry_after_and_holds_the_quota(
 
 async def test_malformed_is_bad_response_not_retried(sim: Simulators, make_client: ClientFactory) -> None:
     sim.state.faults.add(Fault(api=API_BASE_IMAGE, kind="malformed"))
-    outcome = await make_client().lookup_base_image(API_REF, PINNED, deadline=deadline())
+    outcome = await lookup_base_image(make_client(), API_REF, PINNED, deadline=deadline())
     assert isinstance(outcome, BadResponse)
     assert "not a JSON object" in outcome.detail
     assert sim.state.faults.calls[API_BASE_IMAGE] == 1
@@ -308,7 +319,7 @@ async def test_temporary_credentials_need_their_security_token(make_client: Clie
     good = make_client(
         HuaweiSigner(HuaweiCredentials(ak=TEMPORARY.ak, sk=TEMPORARY.sk, security_token=TEMPORARY.security_token))
     )
-    assert isinstance(await good.lookup_base_image(API_REF, LOCATION, deadline=deadline()), Found)
+    assert isinstance(await lookup_base_image(good, API_REF, LOCATION, deadline=deadline()), Found)
     without = make_client(HuaweiSigner(HuaweiCredentials(ak=TEMPORARY.ak, sk=TEMPORARY.sk)))
     assert isinstance(await without.find_image(API_REF, PINNED, deadline=deadline()), Unauthorized)
     other = make_client(HuaweiSigner(HuaweiCredentials(ak=TEMPORARY.ak, sk=TEMPORARY.sk, security_token="forged")))
@@ -329,7 +340,7 @@ async def test_pod_identity_credentials_work_end_to_end(
     token_file.write_text("a-projected-service-account-token\n", encoding="utf-8")
     provider = PodIdentityCredentials(f"{sim.hss_url}/pod-identity/credentials", token_file, verify=pki.ca_file)
     client = make_client(HuaweiSigner(provider))
-    outcome = await client.lookup_base_image(API_REF, LOCATION, deadline=deadline())
+    outcome = await lookup_base_image(client, API_REF, LOCATION, deadline=deadline())
     assert isinstance(outcome, Found)
     assert sim.state.faults.calls["PodIdentityCredentials"] == 1
     token_file.write_text("invalid-token", encoding="utf-8")
@@ -344,13 +355,13 @@ async def test_iam_token_auth_and_one_refresh_on_401(sim: Simulators, make_clien
         IamPassword(IAM_USER.name, IAM_USER.password, IAM_USER.domain), iam_endpoint=sim.hss_url, verify=pki.ca_file
     )
     client = make_client(auth)
-    assert isinstance(await client.lookup_base_image(API_REF, LOCATION, deadline=deadline()), Found)
+    assert isinstance(await lookup_base_image(client, API_REF, LOCATION, deadline=deadline()), Found)
     assert sim.state.faults.calls["KeystoneCreateUserTokenByPassword"] == 1
     async with httpx.AsyncClient(verify=pki.client_context()) as control:
         revoked = await control.delete(f"{sim.hss_url}/_sim/hss/iam/tokens")
     assert revoked.json() == {"revoked": 1}
-    outcome = await client.lookup_base_image(
-        ref("swr.cn-north-4.myhuaweicloud.com/demo/worker:3.1.0"), LOCATION, deadline=deadline()
+    outcome = await lookup_base_image(
+        client, ref("swr.cn-north-4.myhuaweicloud.com/demo/worker:3.1.0"), LOCATION, deadline=deadline()
     )
     assert isinstance(outcome, Found)
     assert sim.state.faults.calls["KeystoneCreateUserTokenByPassword"] == 2  # refreshed once, on the first 401
@@ -418,7 +429,7 @@ async def test_a_burst_of_50_lookups_stays_within_the_servers_quota(pki: TestPki
             started = time.monotonic()
 
             async def lookup(image: ImageReference) -> tuple[Any, float]:
-                outcome = await client.lookup_base_image(image, PINNED, deadline=Deadline.after(60.0))
+                outcome = await lookup_base_image(client, image, PINNED, deadline=Deadline.after(60.0))
                 return outcome, time.monotonic() - started
 
             results = await asyncio.gather(*(lookup(image.reference) for image in catalogue.huawei_images()))
@@ -471,7 +482,7 @@ async def test_no_credential_in_logs_errors_or_reprs(
         texts.append(repr(client))
         texts.append(repr(auth))
         for image in (API_REF, ref("swr.cn-north-4.myhuaweicloud.com/demo/nope:1")):
-            outcome = await client.lookup_base_image(image, LOCATION, deadline=deadline())
+            outcome = await lookup_base_image(client, image, LOCATION, deadline=deadline())
             texts.extend([repr(outcome), str(outcome)])
             if not isinstance(outcome, Found | NotFound):
                 texts.append(outcome.message)
@@ -499,7 +510,7 @@ async def test_error_codes_map_to_outcomes(
     sim: Simulators, make_client: ClientFactory, status: int, expected: type, code: str | None
 ) -> None:
     sim.state.faults.add(Fault(api=API_BASE_IMAGE, kind="error", status=status))
-    outcome = await make_client().lookup_base_image(API_REF, PINNED, deadline=deadline())
+    outcome = await lookup_base_image(make_client(), API_REF, PINNED, deadline=deadline())
     assert isinstance(outcome, expected), outcome
     if code is not None:
         assert getattr(outcome, "code", None) == code
@@ -507,7 +518,8 @@ async def test_error_codes_map_to_outcomes(
 
 
 def test_error_bodies_are_read_as_the_sdk_reads_them() -> None:
-    from image_gate.clouds.huawei.client import _error_fields, _retry_after
+    from image_gate.clouds.huawei.answers import error_fields as _error_fields
+    from image_gate.clouds.huawei.answers import retry_after as _retry_after
 
     assert _error_fields({"error_code": "HSS.0001", "error_msg": "Invalid parameter."}) == (
         "HSS.0001",

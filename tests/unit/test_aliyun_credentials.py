@@ -31,7 +31,8 @@ from image_gate.clouds.aliyun import (
     fingerprint,
     from_environment,
 )
-from image_gate.clouds.aliyun.credentials import mask_access_key_id, sts_endpoint
+from image_gate.clouds.aliyun.credentials import sts_endpoint
+from image_gate.clouds.credentials import mask
 
 ROLE_ARN = "acs:ram::1234567890123456:role/image-gate"
 PROVIDER_ARN = "acs:ram::1234567890123456:oidc-provider/ack-rrsa-c0ffee"
@@ -173,9 +174,9 @@ def test_repr_and_str_mask_secrets() -> None:
     assert "STS.****" in repr(credential)
 
 
-def test_mask_access_key_id_shows_at_most_four_characters() -> None:
-    assert mask_access_key_id("LTAI5tExampleKey0001") == "LTAI****"
-    assert mask_access_key_id("short") == "****"
+def test_an_access_key_id_is_masked_the_shared_way() -> None:
+    assert mask("LTAI5tExampleKey0001") == "LTAI****"
+    assert mask("short") == "****"
 
 
 def test_fingerprint_is_a_short_one_way_name() -> None:
@@ -249,36 +250,36 @@ async def rrsa(sts: Sts, token_file: Path, clock: FakeClock) -> AsyncIterator[Rr
 
 
 async def test_rrsa_exchanges_the_token_for_sts_credentials(rrsa: RrsaCredentials, sts: Sts) -> None:
-    credential = await rrsa.get()
+    credential = await rrsa.credentials()
     assert credential.access_key_id.startswith("STS.")
     assert credential.is_sts
-    assert credential.expiration == START + 3600
+    assert credential.expires_at == START + 3600
     assert credential.access_key_id in sts.simulator.issued
     assert sts.calls == 1
-    assert await rrsa.get() is credential  # fresh: no second call
+    assert await rrsa.credentials() is credential  # fresh: no second call
     assert sts.calls == 1
 
 
 async def test_renews_only_in_the_last_15_minutes(rrsa: RrsaCredentials, sts: Sts, clock: FakeClock) -> None:
-    first = await rrsa.get()
+    first = await rrsa.credentials()
     clock.advance(44 * 60)  # 16 minutes left
-    assert await rrsa.get() is first
+    assert await rrsa.credentials() is first
     await rrsa.wait_idle()
     assert sts.calls == 1
 
     clock.advance(2 * 60)  # 14 minutes left: still valid, so served at once while renewing behind
-    assert await rrsa.get() is first
+    assert await rrsa.credentials() is first
     await rrsa.wait_idle()
     assert sts.calls == 2
-    second = await rrsa.get()
+    second = await rrsa.credentials()
     assert second is not first
-    assert second.expiration == clock.now + 3600
+    assert second.expires_at == clock.now + 3600
 
 
 async def test_an_expired_credential_waits_for_renewal(rrsa: RrsaCredentials, sts: Sts, clock: FakeClock) -> None:
-    first = await rrsa.get()
+    first = await rrsa.credentials()
     clock.advance(3600 + 1)
-    second = await rrsa.get()
+    second = await rrsa.credentials()
     assert second is not first
     assert sts.calls == 2
 
@@ -286,37 +287,37 @@ async def test_an_expired_credential_waits_for_renewal(rrsa: RrsaCredentials, st
 async def test_token_file_is_read_again_on_every_renewal(
     rrsa: RrsaCredentials, sts: Sts, clock: FakeClock, token_file: Path
 ) -> None:
-    first = await rrsa.get()
+    first = await rrsa.credentials()
 
     # The kubelet rotated the token into one that STS refuses: the renewal must use it, and fail.
     rotate(token_file, "invalid-rotated-token")
     clock.advance(50 * 60)
-    assert await rrsa.get() is first  # still valid: served while the renewal fails behind it
+    assert await rrsa.credentials() is first  # still valid: served while the renewal fails behind it
     await rrsa.wait_idle()
     assert sts.calls == 2
-    assert await rrsa.get() is first  # within the failure back-off: no new call
+    assert await rrsa.credentials() is first  # within the failure back-off: no new call
     assert sts.calls == 2
 
     # A good token again: the next renewal reads it and succeeds.
     rotate(token_file, jwt("system:serviceaccount:image-gate:image-gate", expires=clock.now + 86_400))
     clock.advance(10)
-    await rrsa.get()
+    await rrsa.credentials()
     await rrsa.wait_idle()
-    renewed = await rrsa.get()
+    renewed = await rrsa.credentials()
     assert sts.calls == 3
     assert renewed is not first
-    assert renewed.expiration == clock.now + 3600
+    assert renewed.expires_at == clock.now + 3600
 
 
 async def test_one_renewal_for_many_concurrent_callers(rrsa: RrsaCredentials, sts: Sts, clock: FakeClock) -> None:
     sts.state.faults.add(Fault(api="AssumeRoleWithOIDC", kind="latency", seconds=0.2, times=1))
-    results = await asyncio.gather(*(rrsa.get() for _ in range(50)))
+    results = await asyncio.gather(*(rrsa.credentials() for _ in range(50)))
     assert sts.calls == 1
     assert len({id(result) for result in results}) == 1
 
     clock.advance(3600 + 1)  # expired: everyone waits, for one call
     sts.state.faults.add(Fault(api="AssumeRoleWithOIDC", kind="latency", seconds=0.2, times=1))
-    renewed = await asyncio.gather(*(rrsa.get() for _ in range(50)))
+    renewed = await asyncio.gather(*(rrsa.credentials() for _ in range(50)))
     assert sts.calls == 2
     assert len({id(result) for result in renewed}) == 1
     assert renewed[0] is not results[0]
@@ -326,9 +327,9 @@ async def test_a_caller_giving_up_does_not_cancel_the_renewal(rrsa: RrsaCredenti
     sts.state.faults.add(Fault(api="AssumeRoleWithOIDC", kind="latency", seconds=0.3, times=1))
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.05):
-            await rrsa.get()
+            await rrsa.credentials()
     await rrsa.wait_idle()
-    await rrsa.get()
+    await rrsa.credentials()
     assert sts.calls == 1
 
 
@@ -337,21 +338,21 @@ async def test_refused_token_is_a_credentials_error_without_the_token(
 ) -> None:
     rotate(token_file, jwt("system:serviceaccount:x:y", expires=clock.now - 1))
     with pytest.raises(CredentialsError) as caught:
-        await rrsa.get()
+        await rrsa.credentials()
     assert not isinstance(caught.value, CredentialsUnavailable)
     assert caught.value.code == "AuthenticationFail.OIDCToken.Expired"
     assert caught.value.request_id
     assert current_token(token_file) not in str(caught.value)
     # Repeated to callers within the back-off without asking STS again.
     with pytest.raises(CredentialsError):
-        await rrsa.get()
+        await rrsa.credentials()
     assert sts.calls == 1
 
 
 async def test_sts_server_error_is_unavailable(rrsa: RrsaCredentials, sts: Sts) -> None:
     sts.state.faults.add(Fault(api="AssumeRoleWithOIDC", kind="error", status=503, times=1))
     with pytest.raises(CredentialsUnavailable):
-        await rrsa.get()
+        await rrsa.credentials()
 
 
 async def test_sts_unreachable_is_unavailable(token_file: Path, clock: FakeClock) -> None:
@@ -365,7 +366,7 @@ async def test_sts_unreachable_is_unavailable(token_file: Path, clock: FakeClock
     )
     try:
         with pytest.raises(CredentialsUnavailable):
-            await provider.get()
+            await provider.credentials()
     finally:
         await provider.aclose()
 
@@ -376,7 +377,7 @@ async def test_missing_token_file_is_named(tmp_path: Path, clock: FakeClock) -> 
     )
     try:
         with pytest.raises(CredentialsError, match="absent"):
-            await provider.get()
+            await provider.credentials()
     finally:
         await provider.aclose()
 
@@ -386,11 +387,11 @@ async def test_no_secret_in_logs(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     token = current_token(token_file)
-    credential = await rrsa.get()
+    credential = await rrsa.credentials()
     clock.advance(3600 + 1)
     rotate(token_file, "invalid-token")
     with pytest.raises(CredentialsError):
-        await rrsa.get()
+        await rrsa.credentials()
     assert caplog.records, "expected log records (httpx logs each request at INFO)"
     secrets = (token, "invalid-token", credential.access_key_secret, credential.security_token or "?")
     for record in caplog.records:

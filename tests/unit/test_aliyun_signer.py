@@ -287,7 +287,7 @@ async def test_async_flow_asks_the_provider_each_time() -> None:
         fingerprint = "f"
         asked = 0
 
-        async def get(self) -> AliyunCredential:
+        async def credentials(self) -> AliyunCredential:
             self.asked += 1
             return AliyunCredential(vector["access_key_id"], vector["access_key_secret"])
 

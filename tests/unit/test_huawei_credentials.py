@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from image_gate.clouds.credentials import mask
 from image_gate.clouds.huawei import (
     CredentialsError,
     CredentialsUnavailable,
@@ -29,7 +30,7 @@ from image_gate.clouds.huawei import (
     env_credentials,
 )
 from image_gate.clouds.huawei._logs import redact
-from image_gate.clouds.huawei.credentials import fingerprint, mask, parse_expiry
+from image_gate.clouds.huawei.credentials import fingerprint, parse_expiry
 from image_gate.clouds.huawei.iam import REGION_EXTENSION, IamToken
 from image_gate.clouds.huawei.signer import format_sdk_date
 
@@ -395,15 +396,15 @@ async def test_nothing_secret_in_repr_or_str(token_file: Path) -> None:
     joined = "\n".join(texts)
     for secret in (SK, TOKEN, AK, AK[:5], "p4ss-w0rd", "MIIsecrettokenvalue", "sa-token-1"):
         assert secret not in joined
-    assert "QTWA…" in repr(credentials)
+    assert "QTWA****" in repr(credentials)  # the shared mask, as for Alibaba Cloud
     assert credentials.fingerprint in repr(credentials)
     await provider.aclose()
     await auth.aclose()
 
 
 def test_mask_and_fingerprint() -> None:
-    assert mask(AK) == "QTWA…"
-    assert mask("AK") == "A…"
+    assert mask(AK) == "QTWA****"
+    assert mask("AK") == "****"  # a short key shows nothing
     assert fingerprint(AK) == fingerprint(AK) != fingerprint(AK + "X")
     assert AK not in fingerprint(AK)
     assert fingerprint(AK).startswith("ak-")

@@ -24,37 +24,20 @@ __all__ = ["StartupError", "fact_resolver"]
 
 logger = logging.getLogger(__name__)
 
-_HUAWEI_VARIABLES = (
-    huawei.credentials.ENV_AK,
-    huawei.credentials.ENV_SK,
-    huawei.credentials.POD_IDENTITY_URI_ENV,
-    huawei.iam.ENV_IAM_USERNAME,
-)
-_ALIYUN_VARIABLES = (
-    aliyun.credentials.ENV_ACCESS_KEY_ID,
-    aliyun.credentials.ENV_ACCESS_KEY_SECRET,
-    aliyun.credentials.ENV_ROLE_ARN,
-    aliyun.credentials.ENV_OIDC_TOKEN_FILE,
-)
-
 
 class StartupError(Exception):
     """Raised when image-gate cannot start as configured; the message says what to fix."""
-
-
-def _configured(env: Mapping[str, str], names: tuple[str, ...]) -> bool:
-    return any(env.get(name, "").strip() for name in names)
 
 
 def huawei_client(
     settings: Settings, *, observer: Metrics | None = None, environ: Mapping[str, str] | None = None
 ) -> huawei.HssClient | None:
     env = os.environ if environ is None else environ
-    if not _configured(env, _HUAWEI_VARIABLES):
+    if not huawei.configured(env):
         logger.warning("no Huawei Cloud credentials: base-image facts are unavailable (see docs/huawei.md)")
         return None
     verify: str | bool = str(settings.cloud_ca_file) if settings.cloud_ca_file else True
-    iam_endpoint = env.get(huawei.iam.ENV_IAM_ENDPOINT) or None
+    iam_endpoint = huawei.configured_iam_endpoint(env)
     try:
         auth = huawei.default_auth(env, iam_endpoint=iam_endpoint, verify=verify)
     except huawei.CredentialsError as exc:
@@ -73,7 +56,7 @@ def aliyun_client(
     settings: Settings, *, observer: Metrics | None = None, environ: Mapping[str, str] | None = None
 ) -> aliyun.SasClient | None:
     env = os.environ if environ is None else environ
-    if not _configured(env, _ALIYUN_VARIABLES):
+    if not aliyun.configured(env):
         logger.warning("no Alibaba Cloud credentials: registry digests are unavailable (see docs/aliyun.md)")
         return None
     verify: str | bool = str(settings.cloud_ca_file) if settings.cloud_ca_file else True

@@ -4,17 +4,19 @@ Alibaba Cloud: the Security Center (SAS) client that answers an ACR image's regi
 * `SasClient` -- ``find_repository`` and ``registry_digest``, returning outcomes.
 * `AliyunSigner` -- ``ACS3-HMAC-SHA256`` request signing as an `httpx.Auth`.
 * `from_environment` -- credentials the way the vendor's SDK finds them
-  (AccessKey variables, then RRSA), as a `CredentialProvider`.
+  (AccessKey variables, then RRSA), as an `AliyunCredentialsProvider`;
+  `configured` says whether the environment sets any of them.
 """
 
 from image_gate.clouds.aliyun.client import DEFAULT_RATE, SAS_API_VERSION, SAS_ENDPOINTS, AcrRepository, SasClient
 from image_gate.clouds.aliyun.credentials import (
     AliyunCredential,
-    CredentialProvider,
+    AliyunCredentialsProvider,
     CredentialsError,
     CredentialsUnavailable,
     RrsaCredentials,
     StaticCredentials,
+    configured,
     fingerprint,
     from_environment,
 )
@@ -26,13 +28,14 @@ __all__ = [
     "SAS_ENDPOINTS",
     "AcrRepository",
     "AliyunCredential",
+    "AliyunCredentialsProvider",
     "AliyunSigner",
-    "CredentialProvider",
     "CredentialsError",
     "CredentialsUnavailable",
     "RrsaCredentials",
     "SasClient",
     "StaticCredentials",
+    "configured",
     "fingerprint",
     "from_environment",
 ]

@@ -10,18 +10,18 @@ Two calls, both RPC style (``POST /``, parameters in the query string, JSON back
   repository is re-created, so the fact cache keeps it for long.
 * ``DescribeImage`` answers the digest of one tag of that repository.
 
-Every call goes through the same path: the client-side quota for (API,
-account), then the HTTP call bounded by the caller's deadline, then the
-translation of the answer into an outcome, with retries of what may pass
-(throttling, 5xx, time-outs) while the deadline allows. Public methods return
-outcomes (`image_gate.core.outcomes`) and never raise for a cloud problem.
+Every call goes through the shared `CallPipeline` (the client-side quota for
+(API, account), the caller's deadline, retries of what may pass, observation);
+this module supplies how to send a request to SAS and how to read its answer.
+Public methods return outcomes (`image_gate.core.outcomes`) and never raise for
+a cloud problem.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
+import random
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -31,18 +31,13 @@ from typing import Any, TypeVar
 
 import httpx
 
-from image_gate.clouds._common import TlsVerify, WallClock, json_object, tls_verify, transport_failure
-from image_gate.clouds.aliyun.credentials import (
-    AliyunCredential,
-    CredentialProvider,
-    CredentialsError,
-    CredentialsUnavailable,
-    StaticCredentials,
-)
+from image_gate.clouds._common import TlsVerify, WallClock, json_object, tls_verify
+from image_gate.clouds.aliyun.credentials import AliyunCredential, AliyunCredentialsProvider, StaticCredentials
 from image_gate.clouds.aliyun.signer import AliyunSigner, random_nonce
-from image_gate.clouds.observe import CallObserver, NullObserver
-from image_gate.clouds.quota import QuotaBook, QuotaExceeded, Rate
-from image_gate.clouds.retry import RetryPolicy, call_with_retries
+from image_gate.clouds.observe import CallObserver
+from image_gate.clouds.pipeline import Answer, Call, CallPipeline, Identity
+from image_gate.clouds.quota import QuotaBook, Rate
+from image_gate.clouds.retry import RetryPolicy
 from image_gate.core.clock import Clock, Deadline, Sleep, monotonic, sleep
 from image_gate.core.images import ImageReference
 from image_gate.core.locations import AcrLocation, AliyunSite
@@ -54,7 +49,6 @@ from image_gate.core.outcomes import (
     NotFound,
     Outcome,
     Throttled,
-    TimedOut,
     Unauthorized,
     Unavailable,
 )
@@ -115,14 +109,6 @@ class AcrRepository:
         return f"{self.namespace}/{self.name} ({self.repo_id} in {self.instance_id}, {self.region})"
 
 
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    """A successful HTTP answer: the JSON object and the request id."""
-
-    body: Mapping[str, Any]
-    request_id: str | None
-
-
 def throttle_time_left(headers: httpx.Headers) -> float | None:
     """Seconds to wait, from ``x-ratelimit-user-api`` / ``x-ratelimit-user`` ``TimeLeft`` (ms; the larger).
 
@@ -168,39 +154,52 @@ def classify_error(response: httpx.Response, *, api: str) -> Failure:
 
 
 class SasClient:
-    """Looks images up in Security Center. One pooled connection set; close it with `aclose`."""
+    """Looks images up in Security Center. One pooled connection set; close it with `aclose`.
+
+    ``rate`` is the quota per API per account; ``quota_margin``,
+    ``call_budget`` and ``retry`` are those of the `CallPipeline`.
+    """
 
     def __init__(
         self,
-        credentials: CredentialProvider | AliyunCredential,
+        credentials: AliyunCredentialsProvider | AliyunCredential,
         *,
         site: AliyunSite = "china",
         endpoint: str | None = None,
         verify: TlsVerify = True,
         quota: QuotaBook | None = None,
         rate: Rate = DEFAULT_RATE,
+        quota_margin: float | None = None,
+        call_budget: float = 0.5,
         retry: RetryPolicy = DEFAULT_RETRY,
         observer: CallObserver | None = None,
         clock: Clock = monotonic,
         sleep: Sleep = sleep,
+        rng: Callable[[], float] = random.random,
         wall_clock: WallClock = time.time,
         nonce: Callable[[], str] = random_nonce,
         page_size: int = 50,
         max_pages: int = 20,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._credentials: CredentialProvider = (
+        self._credentials: AliyunCredentialsProvider = (
             StaticCredentials(credentials) if isinstance(credentials, AliyunCredential) else credentials
         )
         self.endpoint = (endpoint or SAS_ENDPOINTS[site]).rstrip("/")
         if "://" not in self.endpoint:
             self.endpoint = f"https://{self.endpoint}"
-        self._quota = quota or QuotaBook(clock=clock, sleep=sleep)
-        self._rate = rate
-        self._retry = retry
-        self._observer: CallObserver = observer or NullObserver()
-        self._clock = clock
-        self._sleep = sleep
+        self._pipeline = CallPipeline(
+            CLOUD,
+            rate=rate,
+            quota=quota,
+            quota_margin=quota_margin,
+            call_budget=call_budget,
+            retry=retry,
+            observer=observer,
+            clock=clock,
+            sleep=sleep,
+            rng=rng,
+        )
         self._page_size = page_size
         self._max_pages = max_pages
         self._http = httpx.AsyncClient(
@@ -322,70 +321,28 @@ class SasClient:
         params: Mapping[str, str],
         *,
         deadline: Deadline,
-        label: Callable[[_Answer], str] = lambda answer: "found",
-    ) -> _Answer:
-        """One API call with quota, deadline and retries; raises `LookupFailed` with the outcome.
+        label: Callable[[Answer], str] = lambda answer: "found",
+    ) -> Answer:
+        """One API call through the pipeline; raises `LookupFailed` with the outcome.
 
         ``label`` names a successful answer for the observer (``found`` / ``not found``).
         """
-        key = (CLOUD, api, self._credentials.fingerprint)
-
-        async def attempt() -> _Answer:
-            limiter = self._quota.limiter(key, self._rate)
-            try:
-                waited = await limiter.acquire(max_wait=deadline.remaining())
-            except QuotaExceeded as exc:
-                raise LookupFailed(
-                    Throttled(
-                        cloud=CLOUD,
-                        api=api,
-                        detail=f"client-side quota {self._rate} has no free slot for {exc.wait:.1f}s",
-                        retry_after=exc.wait,
-                    )
-                ) from None
-            if waited > 0.001:  # not the float dust of a free slot
-                self._observer.quota_wait(cloud=CLOUD, api=api, seconds=waited)
-            started = self._clock()
-            outcome = "found"
-            try:
-                answer = await self._send(api, params, deadline)
-                outcome = label(answer)
-            except LookupFailed as exc:
-                outcome = exc.failure.kind
-                if isinstance(exc.failure, Throttled) and exc.failure.retry_after:
-                    limiter.hold(exc.failure.retry_after)
-                raise
-            finally:
-                self._observer.upstream_call(cloud=CLOUD, api=api, outcome=outcome, seconds=self._clock() - started)
-            return answer
-
-        return await call_with_retries(attempt, deadline=deadline, policy=self._retry, sleep=self._sleep)
-
-    async def _send(self, api: str, params: Mapping[str, str], deadline: Deadline) -> _Answer:
-        remaining = deadline.remaining()
-        if remaining <= 0:
-            raise LookupFailed(TimedOut(cloud=CLOUD, api=api, detail="the deadline passed before the call"))
         headers = {"x-acs-action": api, "x-acs-version": SAS_API_VERSION}
-        try:
-            async with asyncio.timeout(remaining):
-                response = await self._http.post("/", params=params, headers=headers, timeout=remaining)
-        except CredentialsUnavailable as exc:
-            raise LookupFailed(Unavailable(cloud=CLOUD, api=api, detail=f"no credentials: {exc}")) from None
-        except CredentialsError as exc:
-            raise LookupFailed(Unauthorized(cloud=CLOUD, api=api, detail=f"no credentials: {exc}")) from None
-        except (httpx.HTTPError, TimeoutError) as exc:
-            raise LookupFailed(transport_failure(exc, cloud=CLOUD, api=api)) from None
 
+        async def send(remaining: float) -> httpx.Response:
+            return await self._http.post("/", params=params, headers=headers, timeout=remaining)
+
+        def classify(response: httpx.Response) -> Answer:
+            answer = self._classify(api, response)
+            return Answer(answer.body, answer.request_id, label(answer))
+
+        identity = Identity(self._credentials.fingerprint)
+        return await self._pipeline.call(Call(api, send, classify, identity), deadline=deadline)
+
+    def _classify(self, api: str, response: httpx.Response) -> Answer:
+        """The JSON of a successful answer; anything else raised as the `Failure` it means."""
         if response.status_code >= 400:
             failure = classify_error(response, api=api)
-            _log.debug(
-                "aliyun %s: HTTP %d %s (account %s, request id %s)",
-                api,
-                response.status_code,
-                failure.code,
-                self._credentials.fingerprint,
-                failure.request_id,
-            )
             if isinstance(failure, Unauthorized) and (failure.code or "").startswith(_RENEWABLE_CODE_PREFIXES):
                 self._credentials.invalidate()
             raise LookupFailed(failure)
@@ -394,15 +351,7 @@ class SasClient:
             raise LookupFailed(
                 BadResponse(cloud=CLOUD, api=api, detail=f"HTTP {response.status_code} with a body that is not JSON")
             )
-        request_id = _text(body, "RequestId", "requestId")
-        _log.debug(
-            "aliyun %s: HTTP %d (account %s, request id %s)",
-            api,
-            response.status_code,
-            self._credentials.fingerprint,
-            request_id,
-        )
-        return _Answer(body=body, request_id=request_id)
+        return Answer(body, _text(body, "RequestId", "requestId"))
 
 
 def _text(body: Mapping[str, Any], *names: str) -> str | None:
@@ -413,7 +362,7 @@ def _text(body: Mapping[str, Any], *names: str) -> str | None:
     return None
 
 
-def _digest_label(answer: _Answer) -> str:
+def _digest_label(answer: Answer) -> str:
     data = answer.body.get("Data")
     return "found" if isinstance(data, Mapping) and data.get("Digest") else "not found"
 
@@ -422,7 +371,7 @@ def _bad(api: str, detail: str, request_id: str | None) -> BadResponse:
     return BadResponse(cloud=CLOUD, api=api, detail=detail, request_id=request_id)
 
 
-def _read_instances_page(answer: _Answer, *, api: str) -> tuple[list[Mapping[str, Any]], int]:
+def _read_instances_page(answer: Answer, *, api: str) -> tuple[list[Mapping[str, Any]], int]:
     rows = answer.body.get("ImageInstanceList")
     page_info = answer.body.get("PageInfo")
     if rows is None:

@@ -22,9 +22,11 @@ rule), once for all concurrent callers, in the background while the old ones
 are still valid (see `image_gate.clouds._common.Refresher`).
 
 Secrets never leave this module in text: ``repr`` and ``str`` of every object
-here show at most the first characters of the AccessKey ID, and exception
-messages name variables and files, never their values. `fingerprint` is what
-logs and quota keys use to tell accounts apart.
+here show at most the first characters of the AccessKey ID (the shared
+`image_gate.clouds.credentials.mask`), and exception messages name variables
+and files, never their values. `fingerprint` is what logs and quota keys use to
+tell accounts apart. The errors are the shared `CredentialsError` and
+`CredentialsUnavailable`, as for Huawei Cloud.
 """
 
 from __future__ import annotations
@@ -36,11 +38,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 import httpx
 
 from image_gate.clouds._common import Refresher, TlsVerify, WallClock, fingerprint, json_object, tls_verify
+from image_gate.clouds.credentials import CredentialsError, CredentialsProvider, CredentialsUnavailable, any_set, mask
 
 __all__ = [
     "ENV_ACCESS_KEY_ID",
@@ -54,14 +57,14 @@ __all__ = [
     "ENV_STS_REGION",
     "ENV_VPC_ENDPOINT_ENABLED",
     "AliyunCredential",
-    "CredentialProvider",
+    "AliyunCredentialsProvider",
     "CredentialsError",
     "CredentialsUnavailable",
     "RrsaCredentials",
     "StaticCredentials",
+    "configured",
     "fingerprint",
     "from_environment",
-    "mask_access_key_id",
     "sts_endpoint",
 ]
 
@@ -83,25 +86,14 @@ REFRESH_BEFORE_EXPIRY = 15 * 60.0
 _log = logging.getLogger(__name__)
 
 
-def mask_access_key_id(access_key_id: str) -> str:
-    """At most the first four characters (``LTAI****``, ``STS.****``): enough to tell kinds apart."""
-    return f"{access_key_id[:4]}****" if len(access_key_id) >= 12 else "****"
+def configured(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the environment sets any Alibaba Cloud credentials, even half of them.
 
-
-class CredentialsError(Exception):
-    """No usable credentials: missing or half-set variables, an unreadable token file, or STS refused.
-
-    The message names variables, files and STS error codes, never a secret.
+    Half a configuration counts: `from_environment` then says what is missing,
+    rather than the cloud being silently switched off.
     """
-
-    def __init__(self, message: str, *, code: str | None = None, request_id: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.request_id = request_id
-
-
-class CredentialsUnavailable(CredentialsError):
-    """STS could not be reached or failed (5xx, timeout): worth trying again later."""
+    env = os.environ if environ is None else environ
+    return any_set(env, (ENV_ACCESS_KEY_ID, ENV_ACCESS_KEY_SECRET, ENV_ROLE_ARN, ENV_OIDC_TOKEN_FILE))
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -111,8 +103,8 @@ class AliyunCredential:
     access_key_id: str
     access_key_secret: str
     security_token: str | None = None
-    expiration: float | None = None
-    """When temporary credentials expire, in seconds since the epoch."""
+    expires_at: float | None = None
+    """When temporary credentials expire, in seconds since the epoch; None for permanent ones."""
 
     def __post_init__(self) -> None:
         if not self.access_key_id or not self.access_key_secret:
@@ -126,31 +118,31 @@ class AliyunCredential:
     def is_sts(self) -> bool:
         return bool(self.security_token)
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The key id first, then what must never be shown at all: for scrubbing echoed text."""
+        return tuple(s for s in (self.access_key_id, self.access_key_secret, self.security_token) if s)
+
     def __repr__(self) -> str:
-        text = f"AliyunCredential(access_key_id={mask_access_key_id(self.access_key_id)!r}, sts={self.is_sts}"
-        if self.expiration is not None:
-            text += f", expiration={_iso(self.expiration)!r}"
+        text = f"AliyunCredential(access_key_id={mask(self.access_key_id)!r}, sts={self.is_sts}"
+        if self.expires_at is not None:
+            text += f", expires_at={_iso(self.expires_at)!r}"
         return text + ")"
 
     __str__ = __repr__
 
 
-@runtime_checkable
-class CredentialProvider(Protocol):
-    """Where a signer gets its credential from, once per request."""
+class AliyunCredentialsProvider(CredentialsProvider[AliyunCredential], Protocol):
+    """Where a signer gets its credential from, once per request; it also names the account."""
 
     @property
     def fingerprint(self) -> str:
         """Stable across renewals: it keys quotas and names the identity in logs."""
-
-    async def get(self) -> AliyunCredential:
-        """A credential valid now; raise `CredentialsError` when there is none."""
+        ...
 
     def invalidate(self) -> None:
         """The cloud refused the credential: renew it before the next use, if that is possible."""
-
-    async def aclose(self) -> None:
-        """Release connections."""
+        ...
 
 
 class StaticCredentials:
@@ -164,7 +156,7 @@ class StaticCredentials:
     def fingerprint(self) -> str:
         return self.credential.fingerprint
 
-    async def get(self) -> AliyunCredential:
+    async def credentials(self) -> AliyunCredential:
         return self.credential
 
     def invalidate(self) -> None:
@@ -225,7 +217,7 @@ class RrsaCredentials:
         """How many times STS was asked (for tests and metrics)."""
         return self._refresher.refreshes
 
-    async def get(self) -> AliyunCredential:
+    async def credentials(self) -> AliyunCredential:
         return await self._refresher.get()
 
     async def wait_idle(self) -> None:
@@ -293,9 +285,9 @@ class RrsaCredentials:
             "renewed RRSA credentials for role %s (fingerprint %s); they expire at %s",
             self.role_arn,
             self.fingerprint,
-            _iso(credential.expiration) if credential.expiration else "?",
+            _iso(credential.expires_at) if credential.expires_at else "?",
         )
-        return credential, credential.expiration
+        return credential, credential.expires_at
 
     def _read_token(self) -> str:
         try:
@@ -325,7 +317,7 @@ def from_environment(
     clock: WallClock = time.time,
     verify: TlsVerify = True,
     transport: httpx.AsyncBaseTransport | None = None,
-) -> CredentialProvider:
+) -> AliyunCredentialsProvider:
     """The first source the environment configures, in the vendor's order; `CredentialsError` if none.
 
     A half-configured source (an AccessKey ID without its secret) is an error

@@ -45,7 +45,7 @@ from urllib.parse import parse_qsl, quote
 import httpx
 
 from image_gate.clouds._common import WallClock
-from image_gate.clouds.aliyun.credentials import AliyunCredential, CredentialProvider, StaticCredentials
+from image_gate.clouds.aliyun.credentials import AliyunCredential, AliyunCredentialsProvider, StaticCredentials
 
 __all__ = [
     "ALGORITHM",
@@ -150,7 +150,7 @@ class AliyunSigner(httpx.Auth):
     for STS credentials, and ``Authorization``, and rewrites the query string
     into its canonical form.
 
-    With a `CredentialProvider` the signer asks it for a credential on every
+    With an `AliyunCredentialsProvider` the signer asks it for a credential on every
     request (cheap while the credential is fresh), so it works in
     `httpx.AsyncClient`; in a synchronous `httpx.Client` only fixed credentials
     can be used.
@@ -160,19 +160,19 @@ class AliyunSigner(httpx.Auth):
 
     def __init__(
         self,
-        credentials: AliyunCredential | CredentialProvider,
+        credentials: AliyunCredential | AliyunCredentialsProvider,
         *,
         clock: WallClock = time.time,
         nonce: Callable[[], str] = random_nonce,
     ) -> None:
-        self._provider: CredentialProvider = (
+        self._provider: AliyunCredentialsProvider = (
             StaticCredentials(credentials) if isinstance(credentials, AliyunCredential) else credentials
         )
         self._clock = clock
         self._nonce = nonce
 
     @property
-    def provider(self) -> CredentialProvider:
+    def provider(self) -> AliyunCredentialsProvider:
         return self._provider
 
     def sign(self, request: httpx.Request, credential: AliyunCredential) -> None:
@@ -212,7 +212,7 @@ class AliyunSigner(httpx.Auth):
         yield request
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        credential = await self._provider.get()
+        credential = await self._provider.credentials()
         await request.aread()
         self.sign(request, credential)
         yield request

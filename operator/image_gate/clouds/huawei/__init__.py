@@ -1,14 +1,16 @@
 """
 Huawei Cloud: HSS base-image lookups, ``SDK-HMAC-SHA256`` signing, IAM tokens, credential sources.
 
-    auth = default_auth()                       # env AK/SK, CCE Pod Identity, or IAM password
-    async with HssClient(auth) as hss:
-        outcome = await hss.lookup_base_image(image, location, deadline=Deadline.after(3.0))
+    if configured():                            # env AK/SK, CCE Pod Identity, or IAM password
+        async with HssClient(default_auth()) as hss:
+            found = await hss.find_image(image, location, deadline=deadline)
+            if isinstance(found, Found):
+                outcome = await hss.base_image(found.value, location, deadline=deadline)
 
 See ``docs/huawei.md`` for credentials, permissions and endpoints.
 """
 
-from image_gate.clouds.huawei.auth import HuaweiAuth, default_auth
+from image_gate.clouds.huawei.auth import HuaweiAuth, configured, configured_iam_endpoint, default_auth
 from image_gate.clouds.huawei.client import (
     API_BASE_IMAGE,
     API_LIST_IMAGES,
@@ -21,9 +23,9 @@ from image_gate.clouds.huawei.client import (
 )
 from image_gate.clouds.huawei.credentials import (
     CredentialsError,
-    CredentialsProvider,
     CredentialsUnavailable,
     HuaweiCredentials,
+    HuaweiCredentialsProvider,
     PodIdentityCredentials,
     StaticCredentials,
     default_credentials,
@@ -38,11 +40,11 @@ __all__ = [
     "API_LIST_PROJECTS",
     "DEFAULT_RATE",
     "CredentialsError",
-    "CredentialsProvider",
     "CredentialsUnavailable",
     "HssClient",
     "HuaweiAuth",
     "HuaweiCredentials",
+    "HuaweiCredentialsProvider",
     "HuaweiSigner",
     "IamPassword",
     "IamToken",
@@ -50,6 +52,8 @@ __all__ = [
     "PodIdentityCredentials",
     "RegistryImage",
     "StaticCredentials",
+    "configured",
+    "configured_iam_endpoint",
     "default_auth",
     "default_credentials",
     "env_credentials",

@@ -14,10 +14,12 @@ A half-configured source (an AK without SK, ...) stops the search with a
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 
 from image_gate.clouds._common import TlsVerify, WallClock
+from image_gate.clouds.credentials import any_set
 from image_gate.clouds.huawei.credentials import (
     ENV_AK,
     ENV_SK,
@@ -28,6 +30,7 @@ from image_gate.clouds.huawei.credentials import (
 )
 from image_gate.clouds.huawei.iam import (
     ENV_IAM_DOMAIN,
+    ENV_IAM_ENDPOINT,
     ENV_IAM_PASSWORD,
     ENV_IAM_USERNAME,
     IamPassword,
@@ -35,9 +38,25 @@ from image_gate.clouds.huawei.iam import (
 )
 from image_gate.clouds.huawei.signer import HuaweiSigner
 
-__all__ = ["HuaweiAuth", "default_auth"]
+__all__ = ["HuaweiAuth", "configured", "configured_iam_endpoint", "default_auth"]
 
 HuaweiAuth = HuaweiSigner | IamTokenAuth
+
+
+def configured(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the environment sets any Huawei Cloud credentials, even half of them.
+
+    Half a configuration counts: `default_auth` then says what is missing,
+    rather than the cloud being silently switched off.
+    """
+    env = os.environ if environ is None else environ
+    return any_set(env, (ENV_AK, ENV_SK, POD_IDENTITY_URI_ENV, ENV_IAM_USERNAME))
+
+
+def configured_iam_endpoint(environ: Mapping[str, str] | None = None) -> str | None:
+    """The SDK's IAM endpoint override (``HUAWEICLOUD_SDK_IAM_ENDPOINT``), None when unset."""
+    env = os.environ if environ is None else environ
+    return env.get(ENV_IAM_ENDPOINT, "").strip() or None
 
 
 def default_auth(

@@ -17,8 +17,10 @@ Where Huawei Cloud AK/SK credentials come from, under the SDK's names.
 should not use its node's identity.)
 
 Secrets never leave these objects by accident: ``repr``/``str`` show at most
-the first four characters of the AK, and `HuaweiCredentials.fingerprint`
-(a hash of the AK) is what quota keys and log lines carry.
+the first four characters of the AK (the shared
+`image_gate.clouds.credentials.mask`), and `HuaweiCredentials.fingerprint`
+(a hash of the AK) is what quota keys and log lines carry. The errors and the
+provider Protocol are the shared ones (`image_gate.clouds.credentials`).
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
 from image_gate.clouds import _common
 from image_gate.clouds._common import Refresher, TlsVerify, WallClock, json_object, tls_verify
+from image_gate.clouds.credentials import CredentialsError, CredentialsProvider, CredentialsUnavailable, mask
 
 __all__ = [
     "ENV_AK",
@@ -45,15 +48,14 @@ __all__ = [
     "POD_IDENTITY_URI_ENV",
     "REFRESH_BEFORE",
     "CredentialsError",
-    "CredentialsProvider",
     "CredentialsUnavailable",
     "HuaweiCredentials",
+    "HuaweiCredentialsProvider",
     "PodIdentityCredentials",
     "StaticCredentials",
     "default_credentials",
     "env_credentials",
     "fingerprint",
-    "mask",
     "parse_expiry",
 ]
 
@@ -68,25 +70,9 @@ REFRESH_BEFORE = 40 * 60.0
 """Renew temporary credentials when fewer seconds than this remain (the SDK's 40-minute threshold)."""
 
 
-class CredentialsError(Exception):
-    """No usable credentials: none configured, incomplete, or refused by the credential service.
-
-    Retrying does not help. The message says what to fix and never contains a secret.
-    """
-
-
-class CredentialsUnavailable(CredentialsError):
-    """The credential service did not answer usefully (connection failed, timed out, 5xx): it may pass."""
-
-
 def fingerprint(access_key: str) -> str:
     """A stable, non-secret name for an AK: for quota keys, metrics and logs."""
     return "ak-" + _common.fingerprint(access_key)
-
-
-def mask(access_key: str) -> str:
-    """At most the first four characters of an AK (fewer for a short one), then ``…``."""
-    return access_key[: min(4, len(access_key) // 2)] + "…"
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -111,6 +97,11 @@ class HuaweiCredentials:
     def fingerprint(self) -> str:
         return fingerprint(self.ak)
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The AK first, then what must never be shown at all: for scrubbing echoed text."""
+        return tuple(s for s in (self.ak, self.sk, self.security_token) if s)
+
     def __repr__(self) -> str:
         token = ", security_token=<hidden>" if self.security_token else ""
         project = f", project_id={self.project_id!r}" if self.project_id else ""
@@ -123,14 +114,8 @@ class HuaweiCredentials:
     __str__ = __repr__
 
 
-class CredentialsProvider(Protocol):
-    """Hands out the credentials to sign the next request with."""
-
-    async def credentials(self) -> HuaweiCredentials:
-        """Current credentials; may renew them first. Raises `CredentialsError`."""
-        ...
-
-    async def aclose(self) -> None: ...
+HuaweiCredentialsProvider = CredentialsProvider[HuaweiCredentials]
+"""Hands out the AK/SK to sign the next request with (static, or renewed from CCE Pod Identity)."""
 
 
 class StaticCredentials:
@@ -307,7 +292,7 @@ def default_credentials(
     *,
     verify: TlsVerify = True,
     clock: WallClock = time.time,
-) -> CredentialsProvider | None:
+) -> HuaweiCredentialsProvider | None:
     """The first source that is configured, in the SDK's order; None when there is none.
 
     ``verify`` applies to the Pod Identity endpoint (CCE serves it with its own CA).

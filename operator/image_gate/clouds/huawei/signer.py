@@ -43,7 +43,7 @@ from urllib.parse import parse_qsl, quote, unquote
 import httpx
 
 from image_gate.clouds._common import WallClock
-from image_gate.clouds.huawei.credentials import CredentialsProvider, HuaweiCredentials, StaticCredentials
+from image_gate.clouds.huawei.credentials import HuaweiCredentials, HuaweiCredentialsProvider, StaticCredentials
 
 __all__ = [
     "ALGORITHM",
@@ -233,19 +233,19 @@ class HuaweiSigner(httpx.Auth):
 
     ``credentials`` is either fixed `HuaweiCredentials` (then the signer also
     works with a synchronous ``httpx.Client``, e.g. to check test vectors) or
-    a `CredentialsProvider` that may renew temporary credentials (async only).
+    a `HuaweiCredentialsProvider` that may renew temporary credentials (async only).
     """
 
     requires_request_body = True
 
     def __init__(
         self,
-        credentials: HuaweiCredentials | CredentialsProvider,
+        credentials: HuaweiCredentials | HuaweiCredentialsProvider,
         *,
         clock: WallClock = time.time,
     ) -> None:
         self._static = credentials if isinstance(credentials, HuaweiCredentials) else None
-        self.provider: CredentialsProvider = (
+        self.provider: HuaweiCredentialsProvider = (
             StaticCredentials(credentials) if isinstance(credentials, HuaweiCredentials) else credentials
         )
         self._clock = clock

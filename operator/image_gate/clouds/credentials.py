@@ -1,0 +1,90 @@
+"""
+The credentials vocabulary both clouds speak: one Protocol, one error base, one mask.
+
+Each vendor has its own credential shape (an AK/SK with a project; an
+AccessKey pair with an STS token) and its own sources (environment, CCE Pod
+Identity, RRSA), but the call pipeline, the wiring and the logs need to know
+only this much:
+
+* a credential names itself by a `Credentials.fingerprint` (never the key) and
+  says when it `Credentials.expires_at`;
+* a `CredentialsProvider` hands out the credential to sign the next request
+  with (``await provider.credentials()``), renewing it first when needed;
+* anything that goes wrong is a `CredentialsError` (fix the configuration) or
+  its `CredentialsUnavailable` (the credential service failed: it may pass);
+* a key shown to people goes through `mask`, the same way for both clouds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Protocol, TypeVar
+
+__all__ = [
+    "Credentials",
+    "CredentialsError",
+    "CredentialsProvider",
+    "CredentialsUnavailable",
+    "any_set",
+    "mask",
+]
+
+C_co = TypeVar("C_co", covariant=True)
+
+_SHOWN = 4
+_SHORTEST_SHOWN = 12
+"""A key shorter than this shows nothing: four characters of a short key are too much of it."""
+
+
+class CredentialsError(Exception):
+    """No usable credentials: none configured, half configured, or refused by the credential service.
+
+    Retrying does not help. The message says what to fix and never contains a
+    secret; ``code`` and ``request_id`` carry what the credential service
+    answered, when it answered.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.request_id = request_id
+
+
+class CredentialsUnavailable(CredentialsError):
+    """The credential service did not answer usefully (connection failed, timed out, 5xx): it may pass."""
+
+
+class Credentials(Protocol):
+    """One credential, as the code around the signer sees it."""
+
+    @property
+    def fingerprint(self) -> str:
+        """A short, stable, one-way name: for quota keys, metrics and logs."""
+        ...
+
+    @property
+    def expires_at(self) -> float | None:
+        """Seconds since the epoch when temporary; None for permanent credentials."""
+        ...
+
+
+class CredentialsProvider(Protocol[C_co]):
+    """Hands out the credential to sign the next request with."""
+
+    async def credentials(self) -> C_co:
+        """A credential valid now; may renew it first. Raises `CredentialsError`."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the connections to the credential service, if any."""
+        ...
+
+
+def mask(key_id: str) -> str:
+    """At most the first four characters of a key id (``LTAI****``): enough to tell keys apart, not to use one."""
+    return f"{key_id[:_SHOWN]}****" if len(key_id) >= _SHORTEST_SHOWN else "****"
+
+
+def any_set(environ: Mapping[str, str], names: Iterable[str]) -> bool:
+    """Whether any of these variables is set to something other than blanks."""
+    return any(environ.get(name, "").strip() for name in names)
