@@ -1,12 +1,17 @@
 """Start-up configuration: defaults, flags over variables, and errors that name the setting."""
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from image_gate.app.settings import Settings, SettingsError, add_run_arguments
+from image_gate.app.cli import main
+from image_gate.app.options import options_of
+from image_gate.app.settings import Settings, SettingsError, add_run_arguments, run_options
+from image_gate.clouds import aliyun, huawei
 from image_gate.clouds.quota import Rate
+from image_gate.facts.resolver import CacheSettings
 
 
 def settings(*argv: str, **env: str) -> Settings:
@@ -95,3 +100,61 @@ def test_a_broken_registry_mapping_stops_start_up(tmp_path: Path) -> None:
         str(caught.value)
         == f"--config (IMAGE_GATE_CONFIG): {config}: aliyun.site: must be 'china' or 'international', not 'mars'"
     )
+
+
+# --------------------------------------------------------------------------- one table of settings
+
+
+def test_every_settings_field_is_a_flag_and_a_variable() -> None:
+    """Adding a setting is one field: a field without its option would be a setting nobody can set."""
+    options = dict(options_of(Settings))
+    assert set(options) == {field.name for field in dataclasses.fields(Settings)}
+    assert len({option.name for option in options.values()}) == len(options), "two fields share a flag"
+    assert options["deadline"].flag == "--deadline-seconds"
+    assert options["deadline"].env == "IMAGE_GATE_DEADLINE_SECONDS"
+    assert options["registries"].env == "IMAGE_GATE_CONFIG"
+
+
+def test_run_help_lists_every_flag_with_its_variable_and_default(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per flag: argparse wraps at hyphens otherwise
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--help"])
+    assert exited.value.code == 0
+    lines: dict[str, str] = {}  # flag -> its whole entry, on one line
+    for block in capsys.readouterr().out.split("\n  --")[1:]:
+        entry = " ".join(("--" + block).split())
+        lines[entry.split()[0]] = entry
+    for option in run_options():
+        assert option.help_text.replace("%%", "%") in lines[option.flag], option.flag
+    assert lines["--port"].endswith("(default 9443) [env IMAGE_GATE_PORT]")
+    assert "(default 5/60) [env IMAGE_GATE_HSS_RATE]" in lines["--hss-rate"]
+    assert "(default 300) [env IMAGE_GATE_TAG_TTL_SECONDS]" in lines["--tag-ttl-seconds"]
+    assert "(default kube-system) [env IMAGE_GATE_EXEMPT_NAMESPACES]" in lines["--exempt-namespaces"]
+    assert "(default info) [env IMAGE_GATE_LOG_LEVEL]" in lines["--log-level"]
+
+
+def test_defaults_have_one_home() -> None:
+    """The published HSS quota lives with the HSS client, the TTLs with the fact cache."""
+    defaults, cache = Settings(), CacheSettings()
+    assert defaults.hss_rate == huawei.DEFAULT_RATE == Rate(5, 60.0)
+    assert defaults.sas_rate == aliyun.DEFAULT_RATE
+    assert (defaults.tag_ttl, defaults.negative_ttl, defaults.max_stale) == (
+        cache.tag_ttl,
+        cache.negative_ttl,
+        cache.max_stale,
+    )
+
+
+def test_check_reads_the_same_options_as_run() -> None:
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser, only=("config", "deadline_seconds"))
+    assert Settings.from_arguments(parser.parse_args(["--deadline-seconds", "2"]), environ={}).deadline == 2.0
+    with pytest.raises(ValueError, match="no option deadline"):
+        add_run_arguments(argparse.ArgumentParser(), only=("deadline",))
+
+
+def test_a_blank_variable_means_the_default() -> None:
+    s = settings(IMAGE_GATE_PORT=" ", IMAGE_GATE_EXEMPT_NAMESPACES=" , ", IMAGE_GATE_LOG_LEVEL="Debug")
+    assert (s.port, s.exempt_namespaces, s.log_level) == (9443, frozenset({"kube-system"}), "DEBUG")

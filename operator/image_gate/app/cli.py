@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,7 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "version":
-        print(f"image-gate {__version__}")
+        # The image sets IMAGE_GATE_REVISION (the Dockerfile's REVISION build argument): which commit
+        # a running webhook was built from, for bug reports. A source checkout has none.
+        revision = os.environ.get("IMAGE_GATE_REVISION", "").strip() or "unknown"
+        print(f"image-gate {__version__} (revision {revision})")
         return 0
     if args.command == "check":
         return _check(args)
@@ -72,10 +76,8 @@ def _parser() -> argparse.ArgumentParser:
         help="a label of that namespace, for namespaceSelector; repeat for more",
     )
     check.add_argument("--output", "-o", choices=("text", "json"), default="text")
-    check.add_argument("--config", help="registry mapping YAML [env IMAGE_GATE_CONFIG]")
-    check.add_argument("--deadline-seconds", help="time budget for the lookups [env IMAGE_GATE_DEADLINE_SECONDS]")
-    for option in ("hss_endpoint", "sas_endpoint", "cloud_ca_file"):
-        check.add_argument("--" + option.replace("_", "-"), dest=option, help=f"[env IMAGE_GATE_{option.upper()}]")
+    # The run settings a check reads: the same flags, variables and defaults, declared once in Settings.
+    add_run_arguments(check, only=("config", "deadline_seconds", "hss_endpoint", "sas_endpoint", "cloud_ca_file"))
     commands.add_parser("version", help="print the version")
     return parser
 
