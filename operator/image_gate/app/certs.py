@@ -3,8 +3,8 @@ The serving certificate: from files, or generated for development.
 
 In a cluster the certificate comes from files (cert-manager, the chart's
 generated CA, or a Secret of your own), and it is re-read when the files
-change, so a rotation needs no restart: kopf's webhook server restarts its
-listener by itself, and `ReloadingContext` does the same for the health port.
+change, so a rotation needs no restart and no listener ever closes: both the
+webhook and the health port serve through a `ReloadingContext`.
 
 Without files, ``image-gate run`` generates a CA and a serving certificate with
 ``cryptography`` (kopf's own generator needs oscrypto, which fails on OpenSSL
@@ -14,6 +14,7 @@ Without files, ``image-gate run`` generates a CA and a serving certificate with
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import hashlib
 import ipaddress
@@ -89,38 +90,68 @@ def generate_development_certificate(directory: Path, hosts: Sequence[str], *, d
 
 
 class ReloadingContext:
-    """A server `ssl.SSLContext` that loads the certificate again when its files change.
+    """A server `ssl.SSLContext` whose certificate (and client CA) change without the listener closing.
 
-    Loading into the same context object affects every later handshake, so
-    the server never restarts. A half-written pair (during a rotation) is
-    skipped and retried at the next check.
+    A listening socket keeps the context it was given for its whole life, so
+    `context` is a fixed front: on every handshake its SNI callback (called
+    with or without a server name) hands the connection the newest loaded
+    context. A reload builds a whole new context and swaps it in only once
+    the pair loaded and matched: a half-written rotation never touches the
+    one in use (loading into a live context would leave it holding the new
+    certificate with no key if the key does not match). The failed load is
+    logged and retried at the next check.
+
+    With ``client_ca_file`` (mutual TLS), a client must present a certificate
+    signed by that CA or the handshake fails; the CA file is followed like the pair.
     """
 
-    def __init__(self, certificate: ServingCertificate) -> None:
+    def __init__(self, certificate: ServingCertificate, *, client_ca_file: Path | None = None) -> None:
         self.certificate = certificate
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        self._fingerprint = ""
-        if not self.reload_if_changed():
-            raise ssl.SSLError(f"cannot load the serving certificate {certificate.cert_file}")
+        self.client_ca_file = client_ca_file
+        self._fingerprint = self._read_fingerprint()
+        self._current = self._load()  # start-up fails loudly on a bad pair
+        self.context = self._load()
+        self.context.sni_callback = self._hand_over
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        files = (self.certificate.cert_file, self.certificate.key_file)
+        return (*files, self.client_ca_file) if self.client_ca_file else files
 
     def _read_fingerprint(self) -> str:
         digest = hashlib.sha256()
-        for path in (self.certificate.cert_file, self.certificate.key_file):
+        for path in self.files:
             digest.update(path.read_bytes())
         return digest.hexdigest()
 
+    def _load(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(self.certificate.cert_file, self.certificate.key_file)
+        if self.client_ca_file is not None:
+            context.load_verify_locations(cafile=self.client_ca_file)
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
+    def _hand_over(self, connection: ssl.SSLObject, server_name: str | None, front: ssl.SSLContext) -> None:
+        connection.context = self._current
+
     def reload_if_changed(self) -> bool:
-        """Load the files if they changed; True when the context holds a valid certificate."""
+        """Load the files if they changed; True when the context holds a valid certificate (always, after start)."""
         try:
             fingerprint = self._read_fingerprint()
             if fingerprint == self._fingerprint:
                 return True
-            self.context.load_cert_chain(self.certificate.cert_file, self.certificate.key_file)
+            self._current = self._load()
         except (OSError, ssl.SSLError) as exc:
-            logger.warning("serving certificate not (re)loaded: %s", exc)
-            return bool(self._fingerprint)
-        if self._fingerprint:
-            logger.info("serving certificate reloaded from %s", self.certificate.cert_file)
+            logger.warning("serving certificate not reloaded, the previous one stays in use: %s", exc)
+            return True
+        logger.info("serving certificate reloaded from %s", self.certificate.cert_file)
         self._fingerprint = fingerprint
         return True
+
+    async def follow(self, interval: float = 60.0) -> None:
+        """Check the files every ``interval`` seconds, until cancelled (mounted Secrets send no events)."""
+        while True:
+            await asyncio.sleep(interval)
+            self.reload_if_changed()

@@ -127,17 +127,23 @@ class WebhookApp:
 
 
 _STATUS_REASONS = {400: "BadRequest", 403: "Forbidden", 503: "ServiceUnavailable"}
+_INTERNAL_ERROR = "image-gate failed while judging this review; its log has the details\n"
 
 
 def guarded(fn: kopf.WebhookFn) -> kopf.WebhookFn:
-    """What kopf's webhook server calls: the review checked first, the verdict's status named after.
+    """What kopf's webhook function is wrapped in: the review checked first, the verdict's status named after.
 
     kopf answers an AdmissionReview it finds no handler for with ``allowed:
     true``: a ValidatingWebhookConfiguration pointing at a wrong path, or
     sending deployments to ``/pods``, would silently admit everything. Here
     such a request is an HTTP error instead, so the API server applies the
-    webhook's failurePolicy and says why. A body that is not an AdmissionReview
-    at all gets a 400 that says so, not kopf's bare 500.
+    webhook's failurePolicy and says why. A body that is not an AdmissionReview,
+    or whose fields kopf would trip over (an ``object`` that is a string), gets
+    a 400 that says so, not a bare 500.
+
+    kopf turns an unexpected exception in a handler into ``allowed: false``
+    with the exception's text for the pod's creator; here it is an HTTP 500
+    instead (kopf has logged the traceback), so the failurePolicy decides.
 
     And kopf's statuses carry a code but no ``reason``; kubectl takes its
     "Error from server (Forbidden)" from the reason, so it is filled in.
@@ -147,15 +153,22 @@ def guarded(fn: kopf.WebhookFn) -> kopf.WebhookFn:
         review_problem(request, kwargs.get("webhook"))
         response = await fn(request, **kwargs)
         status: Any = response.get("response", {}).get("status")  # kopf's TypedDict knows no reason
-        if isinstance(status, dict) and "reason" not in status:
-            status["reason"] = _STATUS_REASONS.get(status.get("code", 500), "InternalError")
+        if isinstance(status, dict):
+            code = status.get("code", 500)
+            if code not in _STATUS_REASONS:  # not one of ours: kopf's 500 for a handler that raised
+                raise web.HTTPInternalServerError(text=_INTERNAL_ERROR)
+            status.setdefault("reason", _STATUS_REASONS[code])
         return response
 
     return serve
 
 
 def review_problem(review: object, webhook: str | None) -> None:
-    """Raise an aiohttp HTTP error when ``review`` is not an AdmissionReview this path judges."""
+    """Raise an aiohttp HTTP error when ``review`` is not an AdmissionReview this path judges.
+
+    Checks every field kopf reads before it calls a handler, so a hostile or broken body is
+    a 4xx that names the field rather than an exception inside kopf.
+    """
     if webhook not in HANDLED_RESOURCES:
         paths = ", ".join(f"/{handler}" for handler in HANDLED_RESOURCES)
         raise web.HTTPNotFound(text=f"image-gate has no webhook at /{webhook or ''}; its paths are {paths}\n")
@@ -178,6 +191,46 @@ def review_problem(review: object, webhook: str | None) -> None:
         raise web.HTTPBadRequest(
             text=f"/{webhook} judges {wanted}, not {got}: check the ValidatingWebhookConfiguration's paths\n"
         )
+    if not isinstance(resource.get("version"), str):
+        raise web.HTTPBadRequest(text="request.resource.version must be a string\n")
+    _field_problem(request)
+
+
+# Fields of ``request`` that kopf reads before any handler runs, and the JSON types they may have.
+_REQUEST_FIELDS: tuple[tuple[str, type | tuple[type, ...], bool], ...] = (
+    ("uid", str, True),
+    ("operation", str, True),
+    ("userInfo", Mapping, True),
+    ("subResource", str, False),
+    ("dryRun", bool, False),
+    ("object", Mapping, False),
+    ("oldObject", Mapping, False),
+)
+_JSON_TYPES = {str: "a string", Mapping: "an object", bool: "a boolean"}
+_METADATA_STRINGS = ("name", "generateName", "namespace", "uid")  # kopf keys its memory on the uid
+
+
+def _field_problem(request: Mapping[str, Any]) -> None:
+    for name, kind, required in _REQUEST_FIELDS:
+        value = request.get(name)
+        if value is None:
+            if required:
+                raise web.HTTPBadRequest(text=f"request.{name} is missing\n")
+            continue
+        if not isinstance(value, kind):
+            raise web.HTTPBadRequest(
+                text=f"request.{name} must be {_JSON_TYPES[kind]}, not {type(value).__name__}\n"  # type: ignore[index]
+            )
+    new, old = request.get("object"), request.get("oldObject")
+    if new is None and old is None:
+        raise web.HTTPBadRequest(text="the review carries neither request.object nor request.oldObject\n")
+    for name, body in (("object", new), ("oldObject", old)):
+        metadata = {} if body is None else body.get("metadata") or {}
+        if not isinstance(metadata, Mapping):
+            raise web.HTTPBadRequest(text=f"request.{name}.metadata must be an object\n")
+        for key in _METADATA_STRINGS:
+            if not isinstance(metadata.get(key, ""), str):
+                raise web.HTTPBadRequest(text=f"request.{name}.metadata.{key} must be a string\n")
 
 
 def register_webhooks(registry: kopf.OperatorRegistry, app: WebhookApp) -> None:

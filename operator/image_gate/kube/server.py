@@ -1,0 +1,138 @@
+"""
+The HTTPS server that carries AdmissionReviews to kopf's handlers (kopf's ``WebhookServerProtocol``).
+
+kopf stays the webhook framework: the handlers are kopf's, and kopf's own
+function (``fn``) turns a review into a response. Only the server around it is
+ours, because ``kopf.WebhookServer``:
+
+* keeps aiohttp's 1 MiB body limit, while an UPDATE review (object and
+  oldObject) can legally reach the API server's ~3 MiB request limit;
+* answers a body it cannot parse, or a review of a shape it does not expect,
+  with a bare HTTP 500;
+* closes its listener to load a rotated certificate (reviews in that gap
+  fail) and stops the operator on a half-written pair;
+* cannot be drained: it closes the moment the operator stops.
+
+Here the caller hands in an `ssl.SSLContext` that it keeps current itself
+(`image_gate.app.certs.ReloadingContext`): the listener never closes. Every
+request gets a 200 with a verdict, a 4xx that says why, or -- only when
+judging itself failed -- a 500, so the webhook's failurePolicy applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import kopf
+from aiohttp import web
+
+from image_gate.kube.webhook import guarded
+
+__all__ = ["DEFAULT_MAX_REVIEW_BYTES", "ReviewServer"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_REVIEW_BYTES = 4 * 1024 * 1024
+"""Above the API server's own ~3 MiB request limit, so every review it can send fits."""
+
+_JSON = "application/json"
+_INTERNAL_ERROR = "image-gate failed while judging this review; its log has the details\n"
+
+
+class ReviewServer:
+    """Serves ``POST /<handler id>`` over HTTPS until cancelled; see the module docstring for why not kopf's.
+
+    ``on_listening`` is called once the socket listens (readiness). `drain` makes every
+    later response close its connection, so clients reconnect -- through the Service, to
+    a replica that is not stopping -- instead of reusing a connection about to close.
+    When cancelled (the operator stops), the listener closes and reviews already being
+    judged finish, up to ``shutdown_timeout`` seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        address: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+        url_host: str,
+        max_review_bytes: int = DEFAULT_MAX_REVIEW_BYTES,
+        on_listening: Callable[[], None] = lambda: None,
+        shutdown_timeout: float = 30.0,
+    ) -> None:
+        self.address = address
+        self.port = port
+        self.ssl_context = ssl_context
+        self.url_host = url_host
+        self.max_review_bytes = max_review_bytes
+        self.on_listening = on_listening
+        self.shutdown_timeout = shutdown_timeout
+        self.draining = False
+
+    def drain(self) -> None:
+        self.draining = True
+
+    async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
+        judge = guarded(fn)
+        limit = self.max_review_bytes
+
+        async def serve(request: web.Request) -> web.StreamResponse:
+            response = await _answer(judge, request, limit)
+            if self.draining:
+                response.force_close()
+            return response
+
+        # The limit is also aiohttp's, so a chunked body is cut off while it streams in.
+        app = web.Application(client_max_size=limit)
+        app.router.add_post("/{webhook}", serve)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=self.shutdown_timeout)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.address, self.port, ssl_context=self.ssl_context, reuse_address=True)
+            await site.start()
+            self.port = runner.addresses[0][1]  # the real one when asked for port 0
+            scheme = "https" if self.ssl_context else "http"
+            logger.info("admission reviews served on %s://%s:%d", scheme, self.address, self.port)
+            self.on_listening()
+            yield kopf.WebhookClientConfig(url=f"{scheme}://{self.url_host}:{self.port}")
+            await asyncio.Event().wait()  # until the operator stops and cancels this
+        finally:
+            await runner.cleanup()  # closes the listener, then waits for the reviews in flight
+
+
+async def _answer(judge: kopf.WebhookFn, request: web.Request, limit: int) -> web.Response:
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(limit) from None
+    try:
+        review: Any = json.loads(body)
+    except RecursionError:
+        raise web.HTTPBadRequest(text="the body nests deeper than image-gate reads JSON\n") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise web.HTTPBadRequest(text=f"the body is not JSON: {exc}\n") from None
+    try:
+        response = await judge(review, webhook=request.match_info["webhook"])
+    except web.HTTPException:
+        raise
+    except RecursionError:  # kopf walks the objects (its diff of old and new) before any handler runs
+        raise web.HTTPBadRequest(text="the review's objects nest deeper than image-gate reads\n") from None
+    except Exception:
+        logger.exception("an admission review failed")
+        raise web.HTTPInternalServerError(text=_INTERNAL_ERROR) from None
+    return web.Response(body=json.dumps(response).encode(), content_type=_JSON)
+
+
+def _too_large(limit: int) -> web.HTTPRequestEntityTooLarge:
+    return web.HTTPRequestEntityTooLarge(
+        max_size=limit,
+        actual_size=0,
+        text=f"image-gate reads AdmissionReviews of at most {limit} bytes (--max-review-bytes)\n",
+    )

@@ -1,0 +1,135 @@
+"""The review server in front of kopf's admission function: body limits, hostile bodies, internal errors.
+
+The server runs in-process on loopback with image-gate's real handlers, called through kopf's real
+admission function (`tests.kopfwebhook`), so what kopf does with a body is part of what is tested.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx
+import pytest
+from kopf._core.reactor.inventory import ResourceMemories
+
+from image_gate.core.admission import Admission, Review
+from image_gate.core.evaluate import Subject
+from image_gate.core.policy import CompiledPolicy
+from image_gate.kube.server import ReviewServer
+from tests.kopfwebhook import NoFacts, kopf_webhook_fn, operator_registry, pod, review, serving
+
+MiB = 1024 * 1024
+
+
+class ExplodingAdmission(Admission):
+    """An evaluation bug: the review raises something nobody planned for."""
+
+    async def review(self, subject: Subject, policies: Sequence[CompiledPolicy]) -> Review:
+        raise RuntimeError("internal detail: token=abc123")
+
+
+@pytest.fixture
+async def url() -> AsyncIterator[str]:
+    server = ReviewServer(address="127.0.0.1", port=0, ssl_context=None, url_host="127.0.0.1")
+    fn = kopf_webhook_fn(operator_registry(Admission(NoFacts())), memories=ResourceMemories())
+    async for base in serving(server, fn):
+        yield base
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield client
+
+
+async def test_a_2_mib_update_review_is_judged(url: str, client: httpx.AsyncClient) -> None:
+    big = pod(env_bytes=1 * MiB + 1000)
+    body = json.dumps(review(big, operation="UPDATE", old=big)).encode()
+    assert len(body) > 2 * MiB
+    response = await client.post(f"{url}/pods", content=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["response"]["allowed"] is True
+
+
+async def test_a_pod_with_5000_containers_is_judged(url: str, client: httpx.AsyncClient) -> None:
+    response = await client.post(f"{url}/pods", json=review(pod(containers=5000, env_bytes=200)))
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_above_the_limit_is_a_413_that_says_the_limit(client: httpx.AsyncClient, chunked: bool) -> None:
+    server = ReviewServer(address="127.0.0.1", port=0, ssl_context=None, url_host="127.0.0.1", max_review_bytes=MiB)
+    fn = kopf_webhook_fn(operator_registry(Admission(NoFacts())), memories=ResourceMemories())
+    body = json.dumps(review(pod(env_bytes=MiB))).encode()
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 64 * 1024):
+            yield body[start : start + 64 * 1024]
+
+    async for url in serving(server, fn):
+        response = await client.post(f"{url}/pods", content=chunks() if chunked else body)
+    assert response.status_code == 413
+    assert f"at most {MiB} bytes (--max-review-bytes)" in response.text
+
+
+def nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = {"a": [value]}
+    return value
+
+
+HOSTILE_BODIES: dict[str, bytes] = {
+    "deeply nested JSON": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+    "deeply nested list": b"[" * 100_000 + b"]" * 100_000,
+    "not UTF-8": b'{"kind": "\xff"}',
+    "not JSON": b"<xml/>",
+    "object is a string": json.dumps(review("a pod, honestly")).encode(),
+    "oldObject is a list": json.dumps(review(pod(), operation="UPDATE", old=[1])).encode(),
+    "no object at all": json.dumps(review()).encode(),
+    "userInfo missing": json.dumps(review(pod(), userInfo=None)).encode(),
+    "uid is a number": json.dumps(review(pod(), uid=7)).encode(),  # type: ignore[arg-type]
+    "operation is a list": json.dumps(review(pod(), operation=["CREATE"])).encode(),  # type: ignore[arg-type]
+    "subResource is an object": json.dumps(review(pod(), subResource={"a": 1})).encode(),
+    "metadata is a string": json.dumps(review({"metadata": "x", "spec": {}})).encode(),
+    "metadata.uid is an object": json.dumps(review({"metadata": {"uid": {"a": 1}}})).encode(),
+    "metadata.namespace is a list": json.dumps(review({"metadata": {"namespace": ["a"]}})).encode(),
+    "resource.version missing": json.dumps(review(pod(), resource={"group": "", "resource": "pods"})).encode(),
+    "spec is a string": json.dumps(review({"metadata": {"name": "p", "namespace": "shop"}, "spec": "x"})).encode(),
+    "containers is an object": json.dumps(review({"metadata": {}, "spec": {"containers": {"a": 1}}})).encode(),
+    "an image is a number": json.dumps(review({"metadata": {}, "spec": {"containers": [{"image": 7}]}})).encode(),
+    "deep object, CREATE": json.dumps(review(nested(400))).encode(),
+    "deep object, UPDATE": json.dumps(review(nested(400), operation="UPDATE", old=nested(399))).encode(),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE_BODIES)
+async def test_a_hostile_body_gets_a_verdict_or_a_4xx_that_says_why(
+    url: str, client: httpx.AsyncClient, name: str
+) -> None:
+    response = await client.post(f"{url}/pods", content=HOSTILE_BODIES[name])
+    if response.status_code == 200:
+        assert response.json()["response"]["uid"] == "0d1f"
+    else:
+        assert 400 <= response.status_code < 500, (response.status_code, response.text)
+        assert response.text.strip()
+        assert "Internal" not in response.text
+
+
+async def test_the_server_survives_hostile_bodies(url: str, client: httpx.AsyncClient) -> None:
+    for body in HOSTILE_BODIES.values():
+        await client.post(f"{url}/pods", content=body)
+    assert (await client.post(f"{url}/pods", json=review(pod()))).json()["response"]["allowed"] is True
+
+
+async def test_an_internal_error_is_an_http_500_without_its_text(client: httpx.AsyncClient) -> None:
+    server = ReviewServer(address="127.0.0.1", port=0, ssl_context=None, url_host="127.0.0.1")
+    fn = kopf_webhook_fn(operator_registry(ExplodingAdmission(NoFacts())), memories=ResourceMemories())
+    async for url in serving(server, fn):
+        response = await client.post(f"{url}/pods", json=review(pod()))
+    assert response.status_code == 500
+    assert "token" not in response.text
+    assert "internal detail" not in response.text
+    assert "its log has the details" in response.text
