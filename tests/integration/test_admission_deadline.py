@@ -9,8 +9,11 @@ from cloudsim.server import Simulators
 from image_gate.app.settings import Settings
 from image_gate.app.wiring import fact_resolver
 from image_gate.clouds.quota import Rate
+from image_gate.core import messages
 from image_gate.core.admission import Admission
 from image_gate.core.evaluate import Subject
+from image_gate.core.findings import Unresolved
+from image_gate.core.outcomes import Unavailable
 from image_gate.core.policy import compile_policy
 from image_gate.core.workloads import Container
 from tests.tlsutil import TestPki
@@ -77,11 +80,22 @@ async def test_when_the_cloud_fails_known_facts_are_served_until_max_stale(sim: 
         await asyncio.sleep(0.4)  # the tag's facts have expired; refreshing them fails
         stale = await admission.review(pod(UBUNTU), [POLICY])
         assert stale.decision.allowed, "a fact under max_stale answers while the cloud is down"
+        # ... and the review says so: which image, which fact, how old, and the failure it stands in for.
+        [(image, [fact])] = [(str(image), list(facts)) for image, facts in stale.stale.items()]
+        assert (image, fact.fact) == (UBUNTU, "base image")
+        assert 0.2 < fact.age < 1.5
+        assert {failure.kind for failure in fact.because} == {"unavailable"}
+        [warning] = stale.warnings
+        assert warning.startswith(f"image-gate judged image {UBUNTU} on facts from HSS ")
+        assert "(its base image): huawei ListRegistryImages: unavailable" in warning
 
         await asyncio.sleep(1.5)  # now the fact is older than max_stale
         expired = await admission.review(pod(UBUNTU), [POLICY])
         assert not expired.decision.allowed
         [finding] = expired.decision.denials
         assert finding.problem == "unresolved"
-        assert "unavailable" in finding.found
+        assert isinstance(finding.found, Unresolved)
+        assert isinstance(finding.found.outcome, Unavailable)
+        assert "unavailable" in messages.describe_found(finding.found)
+        assert expired.stale == {}, "past max_stale nothing stale is answered"
     sim.state.faults.reset()

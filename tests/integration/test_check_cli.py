@@ -105,6 +105,11 @@ def test_json_output_lists_findings(environment: dict[str, str], pinned_policy: 
     assert [(f["image"], f["rule"], f["problem"], f["denies"]) for f in document["findings"]] == [
         (f"{WEB}@{OTHER_DIGEST}", "digest.matchRegistry", "violation", True)
     ]
+    # Values, not prose: what was pinned, and what the registry has for the tag.
+    [finding] = document["findings"]
+    assert finding["found"] == {"type": "pinned_digest", "digest": OTHER_DIGEST}
+    assert finding["expected"] == {"type": "registry_digest", "digest": WEB_DIGEST, "tag": "2.0"}
+    assert document["stale"] == [], "a fresh process has no cache to answer stale from"
 
 
 def test_an_image_the_registry_does_not_know_is_unresolved(environment: dict[str, str], pinned_policy: Path) -> None:
