@@ -63,7 +63,7 @@ SHA = "sha256:" + "ab" * 32
             "TAG_1.0-rc.1",
             None,
         ),
-        ("Registry.Example.com/app", "Registry.Example.com/app:latest", "Registry.Example.com", "app", "latest", None),
+        ("Registry.Example.com/app", "registry.example.com/app:latest", "registry.example.com", "app", "latest", None),
     ],
 )
 def test_references_parse_and_normalise(
@@ -97,7 +97,7 @@ def test_references_parse_and_normalise(
         ("a//b", "'' is not a valid repository path component"),
         ("example.com/", "'' is not a valid repository path component"),
         ("exa_mple.com/app", "'exa_mple.com' is not a valid registry host"),
-        ("docker.io/" + "a" * 260, "the name is longer than 255 characters"),
+        ("docker.io/" + "a" * 260, "the repository path is longer than 255 characters"),
     ],
 )
 def test_invalid_references_say_why(text: str, reason: str) -> None:
@@ -111,3 +111,82 @@ def test_namespace_and_short_name_split_at_the_first_segment() -> None:
     image = ImageReference.parse("swr.cn-north-4.myhuaweicloud.com/org/team/app:1")
     assert (image.namespace, image.short_name, image.host) == ("org", "team/app", "swr.cn-north-4.myhuaweicloud.com")
     assert ImageReference.parse("localhost:5000/app").host == "localhost"
+
+
+SWR_IMAGE = "swr.cn-north-4.myhuaweicloud.com/org/app:1"
+
+
+@pytest.mark.parametrize(
+    ("text", "normalized"),
+    [
+        ("SWR.cn-north-4.myhuaweicloud.com/org/app:1", SWR_IMAGE),
+        ("Swr.Cn-North-4.MyHuaweiCloud.com/org/app:1", SWR_IMAGE),
+        ("swr.cn-north-4.myhuaweicloud.com:443/org/app:1", SWR_IMAGE),
+        ("SWR.CN-NORTH-4.MYHUAWEICLOUD.COM:443/org/app:1", SWR_IMAGE),
+        ("swr.cn-north-4.myhuaweicloud.com:5000/org/app:1", "swr.cn-north-4.myhuaweicloud.com:5000/org/app:1"),
+        ("example.com:80/app:1", "example.com:80/app:1"),
+        ("index.docker.io/nginx", "docker.io/library/nginx:latest"),
+        ("registry-1.docker.io/library/nginx:1", "docker.io/library/nginx:1"),
+        ("registry.hub.docker.com/bitnami/redis:7", "docker.io/bitnami/redis:7"),
+        ("Index.Docker.IO:443/nginx", "docker.io/library/nginx:latest"),
+        ("LOCALHOST/app", "localhost/app:latest"),
+        ("Docker/app", "docker/app:latest"),
+        ("[FC00::1]:443/app", "[fc00::1]/app:latest"),
+    ],
+)
+def test_registry_hosts_are_canonical(text: str, normalized: str) -> None:
+    assert ImageReference.parse(text).normalized == normalized
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("a" * 64, "an image ID (64 hex characters) names no registry or repository; use the image's name"),
+        (
+            "1a3f5e7d9c1b3a5f7e9d1c3b5a7f9e1d3c5b7a9f1e3d5d7c9b1a3f5e7d9c1b3a",
+            "an image ID (64 hex characters) names no registry or repository; use the image's name",
+        ),
+        (
+            "swr.cn-north-4.myhuaweicloud.com./org/app:1",
+            "'swr.cn-north-4.myhuaweicloud.com.' is not a valid registry host",
+        ),
+        (
+            "app@invaliddigest:" + "f" * 64,
+            "digest algorithm 'invaliddigest' is not one a runtime verifies (sha256, sha384, sha512)",
+        ),
+        ("app@md5:" + "f" * 32, "digest algorithm 'md5' is not one a runtime verifies (sha256, sha384, sha512)"),
+        ("app@sha256:" + "f" * 34, "a sha256 digest has exactly 64 lowercase hex characters"),
+        ("app@sha512:" + "f" * 64, "a sha512 digest has exactly 128 lowercase hex characters"),
+    ],
+)
+def test_what_a_runtime_refuses_is_refused(text: str, reason: str) -> None:
+    with pytest.raises(InvalidImageReference) as caught:
+        ImageReference.parse(text)
+    assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize("text", ["a" * 64 + ":latest", "docker.io/" + "a" * 64, "sha256:" + "a" * 64])
+def test_a_hex_name_with_more_than_the_id_is_a_name(text: str) -> None:
+    # What ParseNormalizedNamed accepts: only the bare 64-hex string is an ID.
+    assert ImageReference.parse(text).registry == "docker.io"
+
+
+@pytest.mark.parametrize("algorithm", ["sha256", "sha384", "sha512"])
+def test_digest_algorithms_a_runtime_verifies(algorithm: str) -> None:
+    length = {"sha256": 64, "sha384": 96, "sha512": 128}[algorithm]
+    digest = f"{algorithm}:" + "0f" * (length // 2)
+    assert ImageReference.parse(f"app@{digest}").digest == digest
+
+
+def test_the_path_limit_is_on_the_path_not_the_host() -> None:
+    # distribution/reference's ErrNameTooLong counts the repository path only.
+    image = ImageReference.parse("example.com/" + "a" * 255 + ":tag")
+    assert len(image.repository) == 255
+
+
+@pytest.mark.parametrize("registry", ["a" * 254 + ".com", "example.com:123456", "[::1]:123456"])
+def test_hosts_and_ports_no_node_could_reach_are_refused(registry: str) -> None:
+    with pytest.raises(InvalidImageReference) as caught:
+        ImageReference.parse(f"{registry}/app:1")
+    assert caught.value.reason == "the registry host or port is longer than DNS and TCP allow"
+    assert ImageReference.parse("a" * 249 + ".com:65535/app:1").host == "a" * 249 + ".com"

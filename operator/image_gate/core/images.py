@@ -15,6 +15,22 @@ will pull, and we reject what the runtime would reject:
 
 A reference that gives only a digest has no tag (``tag is None``): there is
 nothing to compare the registry's tag with.
+
+The registry host is canonical (`canonical_host`), so that globs, the registry
+mapping and messages all see one spelling of each registry:
+
+* lower case: host names are case-insensitive, and ``SWR.cn-north-4...`` is
+  pulled from the same registry as ``swr.cn-north-4...``;
+* no ``:443``: a runtime speaks HTTPS to a registry, and 443 is its default port
+  (``:80`` is kept: only a registry configured as plain HTTP would use it);
+* Docker Hub's other names (``index.docker.io``, ``registry-1.docker.io``,
+  ``registry.hub.docker.com``) are ``docker.io``;
+* a trailing dot (``swr.cn-north-4.myhuaweicloud.com./org/app``) is refused, as
+  distribution/reference refuses it: no runtime would pull that image.
+
+Two things a runtime refuses are refused here too: a bare 64-hex string (an
+image ID, not a name: it names no registry and would run whatever image on the
+node has that ID), and a digest whose algorithm the runtime cannot verify.
 """
 
 from __future__ import annotations
@@ -23,11 +39,18 @@ import functools
 import re
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_REGISTRY", "ImageReference", "InvalidImageReference"]
+__all__ = ["DEFAULT_REGISTRY", "DOCKER_HUB_ALIASES", "ImageReference", "InvalidImageReference", "canonical_host"]
 
 DEFAULT_REGISTRY = "docker.io"
-_LEGACY_DEFAULT_REGISTRIES = frozenset({"index.docker.io", "registry-1.docker.io"})
-_MAX_NAME_LENGTH = 255
+DOCKER_HUB_ALIASES = frozenset({"index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"})
+"""Other names of Docker Hub's registry, judged as ``docker.io``."""
+_DEFAULT_PORT_SUFFIX = ":443"
+_MAX_PATH_LENGTH = 255
+"""distribution/reference limits the repository path (not the host) to 255 characters."""
+_MAX_HOST_LENGTH = 253
+_MAX_PORT_DIGITS = 5
+"""The grammar sets no limit on the host; DNS does (253), and a port has at most 5 digits. A longer one names
+no registry a node could reach, and keeping references short keeps every glob match fast."""
 
 # The pieces of distribution/reference's grammar (reference/regexp.go).
 _ALNUM = r"[a-z0-9]+"
@@ -37,8 +60,12 @@ _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _IPV6 = r"\[[a-fA-F0-9:]+\]"
 _DOMAIN = re.compile(rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|{_IPV6})(?::[0-9]+)?")
 _TAG = re.compile(r"[\w][\w.-]{0,127}")
-_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
-_SHA256_HEX = re.compile(r"[a-f0-9]{64}")
+_DIGEST = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}")
+_DIGEST_HEX_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}
+"""The algorithms go-digest verifies in a runtime binary (crypto/sha256 and crypto/sha512 are linked), with their
+lengths; any other algorithm is ErrDigestUnsupported there, so the runtime would refuse the reference."""
+_LOWER_HEX = re.compile(r"[a-f0-9]+")
+_IMAGE_ID = re.compile(r"[a-f0-9]{64}")
 _WHITESPACE = re.compile(r"\s")
 
 
@@ -56,7 +83,7 @@ class ImageReference:
     """A parsed, normalised image reference."""
 
     registry: str
-    """Registry host, with its port if any: ``docker.io``, ``localhost:5000``."""
+    """Canonical registry host, with its port if any: ``docker.io``, ``localhost:5000`` (see `canonical_host`)."""
 
     repository: str
     """Path inside the registry: ``library/nginx``, ``org/team/app``."""
@@ -86,13 +113,21 @@ class ImageReference:
             raise InvalidImageReference(reference, "the image is empty")
         if _WHITESPACE.search(reference):
             raise InvalidImageReference(reference, "the image contains whitespace")
+        if _IMAGE_ID.fullmatch(reference):
+            # ParseNormalizedNamed refuses it ("cannot specify 64-byte hexadecimal strings"); a runtime given it
+            # through CRI looks it up as the ID of an image already on the node. Either way it names no
+            # registry, so no policy could judge it and no fact could be looked up: refused like any other
+            # reference that is not a name (evaluate: a violation of every policy covering the namespace).
+            raise InvalidImageReference(
+                reference, "an image ID (64 hex characters) names no registry or repository; use the image's name"
+            )
 
         remainder, digest = _split_digest(reference)
         name, tag = _split_tag(reference, remainder)
         registry, repository = _split_registry(reference, name)
 
-        if len(f"{registry}/{repository}") > _MAX_NAME_LENGTH:
-            raise InvalidImageReference(reference, f"the name is longer than {_MAX_NAME_LENGTH} characters")
+        if len(repository) > _MAX_PATH_LENGTH:
+            raise InvalidImageReference(reference, f"the repository path is longer than {_MAX_PATH_LENGTH} characters")
         if tag is None and digest is None:
             tag = "latest"
         return cls(registry=registry, repository=repository, tag=tag, digest=digest)
@@ -146,8 +181,13 @@ def _split_digest(reference: str) -> tuple[str, str | None]:
     if not _DIGEST.fullmatch(digest):
         raise InvalidImageReference(reference, f"{digest!r} is not a digest (expected sha256:<64 hex>)")
     algorithm, encoded = digest.split(":", 1)
-    if algorithm == "sha256" and not _SHA256_HEX.fullmatch(encoded):
-        raise InvalidImageReference(reference, "a sha256 digest has exactly 64 lowercase hex characters")
+    length = _DIGEST_HEX_LENGTHS.get(algorithm)
+    if length is None:
+        raise InvalidImageReference(
+            reference, f"digest algorithm {algorithm!r} is not one a runtime verifies (sha256, sha384, sha512)"
+        )
+    if len(encoded) != length or not _LOWER_HEX.fullmatch(encoded):
+        raise InvalidImageReference(reference, f"a {algorithm} digest has exactly {length} lowercase hex characters")
     return remainder, digest
 
 
@@ -172,12 +212,13 @@ def _split_registry(reference: str, name: str) -> tuple[str, str]:
     if looks_like_registry:
         if not _DOMAIN.fullmatch(first):
             raise InvalidImageReference(reference, f"{first!r} is not a valid registry host")
-        registry, path = first, rest
+        host, _, port = first.rpartition(":") if first.rfind(":") > first.rfind("]") else (first, "", "")
+        if len(host) > _MAX_HOST_LENGTH or len(port) > _MAX_PORT_DIGITS:
+            raise InvalidImageReference(reference, "the registry host or port is longer than DNS and TCP allow")
+        registry, path = canonical_host(first), rest
     else:
         registry, path = DEFAULT_REGISTRY, name
 
-    if registry in _LEGACY_DEFAULT_REGISTRIES:
-        registry = DEFAULT_REGISTRY
     if registry == DEFAULT_REGISTRY and "/" not in path:
         path = f"library/{path}"
 
@@ -187,3 +228,20 @@ def _split_registry(reference: str, name: str) -> tuple[str, str]:
                 raise InvalidImageReference(reference, "repository names must be lowercase")
             raise InvalidImageReference(reference, f"{component!r} is not a valid repository path component")
     return registry, path
+
+
+def canonical_host(host: str) -> str:
+    """The one spelling of a registry host (with port) that globs, the mapping and messages see.
+
+    Lower case, without the HTTPS default port ``:443``, and Docker Hub's
+    aliases as ``docker.io``. Works on glob text too (``SWR.*.com:443`` ->
+    ``swr.*.com``): it only lowercases and strips. A single trailing dot is
+    dropped, for hosts written in patterns and the mapping file; image
+    references with one never get here, the grammar refuses them first.
+    """
+    host = host.lower()
+    if host.endswith(_DEFAULT_PORT_SUFFIX):
+        host = host[: -len(_DEFAULT_PORT_SUFFIX)]
+    if host.endswith("."):
+        host = host[:-1]
+    return DEFAULT_REGISTRY if host in DOCKER_HUB_ALIASES else host

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from image_gate.core.images import ImageReference
+from image_gate.core.images import ImageReference, canonical_host
 
 __all__ = ["ImageGlob", "InvalidPattern", "LabelSelector"]
 
@@ -28,8 +28,29 @@ class InvalidPattern(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ImageGlob:
+    """A compiled image glob: a bit-parallel NFA, linear in the image's length, whatever the glob.
+
+    A regex translation (``**`` -> ``.*``) backtracks: ``**a**a**a**a**b``
+    against a 228-character image took 7.8 s and blocked the event loop.
+    Here bit ``i`` of the state says "the first ``i`` pieces matched the text
+    read so far"; each character updates every state at once with a few integer
+    operations, so a match costs O(len(image)) steps of O(len(glob) / 64) words
+    and never backtracks.
+    """
+
     text: str
-    regex: re.Pattern[str]
+    """The glob as the policy wrote it (for messages)."""
+    canonical: str
+    """The glob with its registry host canonical (`canonical_host`), as matched."""
+    _literals: Mapping[str, int] = field(repr=False, compare=False)
+    """Per character, the pieces that are that literal character."""
+    _one: int = field(repr=False, compare=False)
+    """``?`` pieces: one character other than ``/``."""
+    _star: int = field(repr=False, compare=False)
+    """``*`` pieces: any run of characters other than ``/``."""
+    _double_star: int = field(repr=False, compare=False)
+    """``**`` pieces: any run of characters."""
+    _accept: int = field(repr=False, compare=False)
 
     @classmethod
     def compile(cls, text: str) -> ImageGlob:
@@ -37,25 +58,68 @@ class ImageGlob:
             raise InvalidPattern("an image pattern must be a non-empty string")
         if any(ch.isspace() for ch in text):
             raise InvalidPattern(f"image pattern {text!r} contains whitespace")
-        parts: list[str] = []
-        index = 0
-        while index < len(text):
-            if text.startswith("**", index):
-                parts.append(".*")
-                index += 2
-            elif text[index] == "*":
-                parts.append("[^/]*")
-                index += 1
-            elif text[index] == "?":
-                parts.append("[^/]")
-                index += 1
+        canonical = _canonical_glob(text)
+        literals: dict[str, int] = {}
+        one = star = double_star = 0
+        count = 0
+        for piece in _pieces(canonical):
+            bit = 1 << count
+            if piece == "**":
+                double_star |= bit
+            elif piece == "*":
+                star |= bit
+            elif piece == "?":
+                one |= bit
             else:
-                parts.append(re.escape(text[index]))
-                index += 1
-        return cls(text=text, regex=re.compile("".join(parts)))
+                literals[piece] = literals.get(piece, 0) | bit
+            count += 1
+        return cls(text, canonical, literals, one, star, double_star, 1 << count)
 
     def matches(self, image: ImageReference) -> bool:
-        return bool(self.regex.fullmatch(image.normalized) or self.regex.fullmatch(image.name))
+        """Whether the glob matches the normalised reference, or its name alone (``registry/repository``)."""
+        # The name is a prefix of the normalised reference: one pass answers both.
+        return self._run(image.normalized, stop_also_at=len(image.name))
+
+    def _run(self, text: str, *, stop_also_at: int) -> bool:
+        # Hot loop (every glob of every covering policy, every container): locals only, no calls but dict.get.
+        literal = self._literals.get
+        one, double_star, accept = self._one, self._double_star, self._accept
+        stars = self._star | double_star
+        # A star may match nothing: from "before a star" the state after it is reached too. `_pieces` never
+        # yields two stars in a row, so one step is the whole closure.
+        states = 1 | ((1 & stars) << 1)
+        for position, char in enumerate(text, start=1):
+            if char == "/":
+                states = ((states & literal(char, 0)) << 1) | (states & double_star)
+            else:
+                states = ((states & (literal(char, 0) | one)) << 1) | (states & stars)
+            states |= (states & stars) << 1
+            if not states:
+                return False
+            if position == stop_also_at and states & accept:
+                return True
+        return bool(states & accept)
+
+
+def _pieces(glob: str) -> list[str]:
+    """The glob's characters, with each run of stars as one piece: ``*``, or ``**`` for two or more.
+
+    ``***`` meant ``**`` then ``*`` (any text, then more text within a segment): that is any text, ``**``.
+    """
+    return ["**" if run.startswith("**") else run for run in _STAR_RUN_OR_CHARACTER.findall(glob)]
+
+
+_STAR_RUN_OR_CHARACTER = re.compile(r"\*+|[^*]")
+
+
+def _canonical_glob(glob: str) -> str:
+    """The glob with its registry host as `canonical_host` writes hosts, so ``SWR.*.x.com/**`` is ``swr.*.x.com/**``.
+
+    The part before the glob's first ``/`` only ever matches text before a ``/`` of the image, which is its
+    canonical host or a repository path component: both lower case, neither with ``:443`` or a trailing dot.
+    """
+    first, slash, rest = glob.partition("/")
+    return f"{canonical_host(first)}/{rest}" if slash else glob
 
 
 _OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")

@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from image_gate.core.images import ImageReference
+from image_gate.core.images import ImageReference, canonical_host
 from image_gate.core.locations import AcrLocation, AliyunSite, HssLocation
 
 __all__ = [
@@ -213,14 +213,17 @@ def _bound(answers: dict[str, Any]) -> None:
 
 
 def _host_matches(pattern: str, registry: str) -> bool:
-    return _host_regex(pattern).fullmatch(registry.lower()) is not None
+    # Both sides canonical (lower case, no :443, Docker Hub as docker.io): a host written
+    # "SWR.cn-north-4.myhuaweicloud.com:443" in a pod or in the mapping file is the same registry.
+    return _host_regex(pattern).fullmatch(canonical_host(registry)) is not None
 
 
 @functools.lru_cache(maxsize=256)
 def _host_regex(pattern: str) -> re.Pattern[str]:
     # A '*' stands for one DNS label (fnmatch's '*' would also swallow dots),
     # so a pattern covers exactly the hosts it shows: "*.*.cr.aliyuncs.com" is two labels deep.
-    return re.compile("".join("[^./]*" if ch == "*" else re.escape(ch) for ch in pattern.lower()))
+    # '[^./]*' cannot backtrack across labels, so a hostile host costs linear time.
+    return re.compile("".join("[^./]*" if ch == "*" else re.escape(ch) for ch in canonical_host(pattern)))
 
 
 def _region_from_host(host: str, patterns: Sequence[re.Pattern[str]]) -> str | None:

@@ -1,0 +1,79 @@
+"""Hypothesis strategies for legal image references, their other spellings, and image globs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import strategies as st
+
+_LABEL = st.from_regex(r"[a-z0-9](?:[a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
+_COMPONENT = st.from_regex(r"[a-z0-9]{1,6}(?:(?:[._]|__|-{1,2})[a-z0-9]{1,6}){0,2}", fullmatch=True)
+_TAG = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}", fullmatch=True)
+_HEX64 = st.from_regex(r"[a-f0-9]{64}", fullmatch=True)
+
+KNOWN_HOSTS = (
+    "swr.cn-north-4.myhuaweicloud.com",
+    "swr.ap-southeast-1.myhuaweicloud.com",
+    "shop-registry.cn-hangzhou.cr.aliyuncs.com",
+    "crpi-abc123.cn-beijing.personal.cr.aliyuncs.com",
+    "registry.cn-shanghai.aliyuncs.com",
+    "registry-intl.ap-southeast-1.aliyuncs.com",
+    "docker.io",
+    "quay.io",
+    "localhost",
+    "10.0.0.5",
+    "[fc00::1]",
+)
+DOCKER_HUB_SPELLINGS = ("docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com")
+
+
+@dataclass(frozen=True)
+class Image:
+    """A legal image in its canonical spelling, in parts."""
+
+    host: str
+    port: str
+    rest: str
+    """Path, tag and digest: ``org/app:1@sha256:...``."""
+
+    @property
+    def text(self) -> str:
+        return f"{self.host}{self.port}/{self.rest}"
+
+
+@st.composite
+def images(draw: st.DrawFn, *, long: bool = False) -> Image:
+    random_host = st.lists(_LABEL, min_size=1, max_size=4).map(lambda labels: ".".join([*labels, "com"]))
+    host = draw(st.one_of(st.sampled_from(KNOWN_HOSTS), random_host))
+    port = draw(st.sampled_from(["", "", ":5000", ":8443"]))
+    components = draw(st.lists(_COMPONENT, min_size=2, max_size=4))
+    if long:
+        # Up to the longest a path may be (255), plus the longest tag and a digest.
+        components.append(draw(st.from_regex(r"[a-z0-9]{1,200}", fullmatch=True)))
+    path = "/".join(components)[:255].rstrip("._-")
+    rest = path
+    if draw(st.booleans()):
+        rest += ":" + (draw(st.from_regex(r"[a-z0-9_][a-z0-9_.-]{0,127}", fullmatch=True)) if long else draw(_TAG))
+    if draw(st.booleans()):
+        rest += "@sha256:" + draw(_HEX64)
+    return Image(host=host, port=port, rest=rest)
+
+
+@st.composite
+def spellings(draw: st.DrawFn, image: Image) -> str:
+    """Another way to write the same image that a runtime would pull from the same registry."""
+    host = image.host
+    if host == "docker.io" and not image.port:
+        host = draw(st.sampled_from(DOCKER_HUB_SPELLINGS))
+    upper = draw(st.lists(st.booleans(), min_size=len(host), max_size=len(host)))
+    host = "".join(ch.upper() if flip else ch for ch, flip in zip(host, upper, strict=True))
+    port = image.port or draw(st.sampled_from(["", ":443"]))
+    return f"{host}{port}/{image.rest}"
+
+
+GLOB_PIECES = ("*", "**", "?", "/", ".", ":", "-", "a", "b", "o", "r", "g", "1", "swr", "cn-north-4", "docker.io")
+
+
+def globs(*, max_pieces: int = 12) -> st.SearchStrategy[str]:
+    """Random image globs made of wildcards and fragments of real names."""
+    return st.lists(st.sampled_from(GLOB_PIECES), min_size=1, max_size=max_pieces).map("".join)
