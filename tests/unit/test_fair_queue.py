@@ -25,6 +25,15 @@ def test_a_flooding_namespace_cannot_starve_another() -> None:
     assert len(order) == 51
 
 
+def test_a_new_namespace_goes_before_the_one_just_served() -> None:
+    queue: FairQueue[str, str] = FairQueue()
+    for n in range(3):
+        queue.push("flood", f"bogus-{n}", "x")
+    assert queue.pop() == ("flood", "bogus-0", "x")
+    queue.push("team", "mine", "x")
+    assert drain(queue) == ["mine", "bogus-1", "bogus-2"]
+
+
 def test_groups_take_turns_and_keep_their_own_order() -> None:
     queue: FairQueue[str, str] = FairQueue()
     for key in ("a1", "a2", "a3"):

@@ -36,6 +36,7 @@ class FairQueue(Generic[K, T]):
         self._groups: OrderedDict[str, deque[K]] = OrderedDict()
         self._items: dict[K, tuple[str, T]] = {}
         self._max_items = max_items
+        self._last_served: str | None = None
         self._changed = asyncio.Event()
 
     def __len__(self) -> int:
@@ -53,7 +54,11 @@ class FairQueue(Generic[K, T]):
         self._items[key] = (group, item)
         queue = self._groups.get(group)
         if queue is None:
-            queue = self._groups[group] = deque()  # a new group takes its turn after the groups already waiting
+            queue = self._groups[group] = deque()
+            # A new group's turn comes before the group served last: that one just had its turn.
+            last = self._last_served
+            if last is not None and last in self._groups:
+                self._groups.move_to_end(last)
         queue.append(key)
         self._changed.set()
         return True
@@ -63,6 +68,7 @@ class FairQueue(Generic[K, T]):
         while self._groups:
             group, queue = next(iter(self._groups.items()))
             key = queue.popleft()
+            self._last_served = group
             if queue:
                 self._groups.move_to_end(group)
             else:

@@ -55,9 +55,12 @@ __all__ = [
     "FACT_PLURAL",
     "HASH_HEX_DIGITS",
     "MAX_NAME_LENGTH",
+    "REQUESTED_AT",
+    "REQUESTED_BY",
     "Cloud",
     "FactKey",
     "FactRecord",
+    "StoredFact",
     "UnreadableRecord",
     "fact_name",
     "from_rfc3339",
@@ -65,6 +68,7 @@ __all__ = [
     "record_from_status",
     "spec_of",
     "status_of",
+    "stored_fact",
     "to_rfc3339",
 ]
 
@@ -307,4 +311,63 @@ def record_from_status(status: Mapping[str, Any]) -> FactRecord:
         outcome=outcome_from_status(status),
         observed_at=from_rfc3339(observed or ""),
         expires_at=from_rfc3339(expires) if expires is not None else None,
+    )
+
+
+# -- an ImageFact object as the store sees it
+
+REQUESTED_AT: Final = "imagegate.io/requested-at"
+"""When a replica last needed the fact and found it missing or expired (RFC 3339)."""
+REQUESTED_BY: Final = "imagegate.io/requested-by"
+"""The namespace whose admission asked: the leader serves namespaces in turn."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFact:
+    """One ImageFact, read once when the watch delivers it, so that a review only reads this."""
+
+    name: str
+    cloud: str
+    reference: str
+    record: FactRecord | None
+    """None until the leader has written a status (or when the status is unreadable)."""
+    resource_version: str | None = None
+    requested_at: float | None = None
+    requested_by: str = ""
+
+    def pending(self, now: float) -> bool:
+        """The leader has something to do: no answer yet, or an expired one that somebody asked for again."""
+        if self.record is None:
+            return True
+        if self.record.fresh(now):
+            return False
+        return self.requested_at is not None and self.requested_at > self.record.observed_at
+
+
+def stored_fact(body: Mapping[str, Any]) -> StoredFact:
+    """Read an ImageFact object; a status this version cannot read counts as no status (it is rewritten)."""
+    metadata = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    annotations = metadata.get("annotations") or {}
+    status = body.get("status") or {}
+    record: FactRecord | None = None
+    if status.get("state"):
+        try:
+            record = record_from_status(status)
+        except UnreadableRecord:
+            record = None
+    requested_at: float | None = None
+    if isinstance(annotations.get(REQUESTED_AT), str):
+        try:
+            requested_at = from_rfc3339(annotations[REQUESTED_AT])
+        except UnreadableRecord:
+            requested_at = None
+    return StoredFact(
+        name=str(metadata.get("name") or ""),
+        cloud=str(spec.get("cloud") or ""),
+        reference=str(spec.get("reference") or ""),
+        record=record,
+        resource_version=metadata.get("resourceVersion"),
+        requested_at=requested_at,
+        requested_by=str(annotations.get(REQUESTED_BY) or ""),
     )

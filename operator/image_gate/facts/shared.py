@@ -1,0 +1,465 @@
+"""
+Facts shared by every replica: the cluster's ImageFacts in front of the in-process resolver.
+
+`SharedFacts` is the `FactSource` admission uses. For each fact a review needs:
+
+1. **Warm**: the ImageFact is in the index (a dict kept current by a watch)
+   with a fresh status: its outcome is the answer. CPU only, no API call.
+2. **Miss**: no ImageFact, or its status has expired. The replica asks for it
+   (creates the ImageFact with its spec; AlreadyExists means someone already
+   asked; an expired one is marked requested again) and waits, within the
+   review's deadline, for the leader's answer to reach its index. An expired
+   `Found` younger than ``max_stale`` answers (marked stale) if the leader is
+   too slow.
+3. **The leader** (the replica holding the Lease, `start_leading`) serves what
+   is pending from a `FairQueue`: namespaces take turns, so one flooding
+   namespace cannot starve another; a few workers only, or the cloud's limiter
+   would become a FIFO again. It resolves through the existing `FactResolver`
+   (single flight, breakers, client-side quota: only the leader calls the
+   clouds) and writes the status, guarded by the resourceVersion it read, only
+   when it changed. A `NotFound` is stored with the negative TTL and a failure
+   until its retry time, so repeats cost nothing until then. A new leader makes
+   no HSS call until its predecessor's quota windows have passed (`Handover`).
+4. **Degraded**: when the ImageFact cannot be written (RBAC removed, API server
+   down), the replica resolves in-process through its own resolver, as before
+   the store existed, for ``degraded_for`` seconds before trying the store
+   again; admission never depends on the store being up.
+
+The namespace a lookup is for comes from `REQUESTING_NAMESPACE`, a context
+variable the webhook sets per review (the `FactSource` protocol is shared with
+``image-gate check``, which has no namespace).
+
+No Kubernetes here: the index and the writes are behind `FactStoreBackend`
+(``image_gate.kube.factstore``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal, Protocol
+
+from image_gate.core.clock import Clock, Deadline, Sleep, monotonic, sleep
+from image_gate.core.imagefacts import FactName, ImageFacts, StaleFact
+from image_gate.core.images import ImageReference
+from image_gate.core.outcomes import Found, NotApplicable, NotFound, Outcome, Throttled, TimedOut
+from image_gate.facts.calllog import Handover
+from image_gate.facts.fairqueue import FairQueue
+from image_gate.facts.records import Cloud, FactKey, FactRecord, StoredFact
+from image_gate.facts.registries import RegistryMapping
+from image_gate.facts.resolver import FactResolver
+
+__all__ = [
+    "REQUESTING_NAMESPACE",
+    "FactStoreBackend",
+    "NullSharedFactsObserver",
+    "SharedFacts",
+    "SharedFactsObserver",
+    "StoreSettings",
+    "StoreUnavailable",
+    "WriteResult",
+]
+
+logger = logging.getLogger(__name__)
+
+REQUESTING_NAMESPACE: contextvars.ContextVar[str] = contextvars.ContextVar("image_gate_namespace", default="")
+"""The namespace of the review being judged; the webhook sets it, the fair queue reads it."""
+
+HUAWEI: Final[Cloud] = "huawei"
+ALIYUN: Final[Cloud] = "aliyun"
+_NO_NAMESPACE: Final = "(none)"
+_STORE_API: Final = "ImageFact"
+WriteResult = Literal["written", "unchanged", "conflict"]
+
+
+class StoreUnavailable(Exception):
+    """The ImageFact could not be written: no permission, or no API server. The replica degrades."""
+
+
+class FactStoreBackend(Protocol):
+    """The ImageFacts: an index read in memory, and the two writes."""
+
+    def lookup(self, name: str) -> StoredFact | None:
+        """The ImageFact of that name as the watch last delivered it; a dict read."""
+
+    def stored(self) -> Iterable[StoredFact]:
+        """Every ImageFact known (a new leader looks for pending ones)."""
+
+    async def request(self, key: FactKey, *, namespace: str, existing: StoredFact | None) -> None:
+        """Ask for ``key``: create its ImageFact, or mark an existing one requested again; `StoreUnavailable`."""
+
+    async def write(self, key: FactKey, record: FactRecord, *, previous: StoredFact | None) -> WriteResult:
+        """Write ``record`` as the status, guarded by ``previous``'s resourceVersion; `StoreUnavailable`."""
+
+
+class SharedFactsObserver(Protocol):
+    def store_write(self, *, result: str) -> None:
+        """A status write by the leader: ``written``, ``unchanged`` (skipped), ``conflict`` or ``failed``."""
+
+    def miss_waited(self, *, outcome: str, seconds: float) -> None:
+        """A review waited for the leader's answer: its state (``Found``, ...) or ``timed out``."""
+
+    def store_degraded(self, *, reason: str) -> None:
+        """The store could not be written; facts are resolved in-process for a while."""
+
+    def pending_lookups(self, counts: Mapping[str, int]) -> None:
+        """The leader's queue, by namespace (all namespaces it has seen; 0 when drained)."""
+
+
+class NullSharedFactsObserver:
+    def store_write(self, *, result: str) -> None:
+        pass
+
+    def miss_waited(self, *, outcome: str, seconds: float) -> None:
+        pass
+
+    def store_degraded(self, *, reason: str) -> None:
+        pass
+
+    def pending_lookups(self, counts: Mapping[str, int]) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSettings:
+    """How long stored facts hold, and how the leader works through what is pending."""
+
+    tag_ttl: float = 300.0
+    negative_ttl: float = 30.0
+    max_stale: float = 3_600.0
+    failure_ttl: float = 30.0
+    """A failure (throttled, unavailable, ...) answers repeats for this long, or the cloud's Retry-After."""
+    lookup_budget: float = 30.0
+    workers: int = 2
+    """Lookups the leader runs at once: few, so that the fair queue, not the cloud's limiter, decides the order."""
+    max_pending: int = 10_000
+    degraded_for: float = 30.0
+    """After a failed write, facts are resolved in-process this long before the store is tried again."""
+    hss_quota_window: float = 63.0
+    """HSS's quota period with the client's safety margin: a new leader waits this long after its predecessor's
+    last call on each HSS API."""
+
+    def __post_init__(self) -> None:
+        for name in ("tag_ttl", "negative_ttl", "max_stale", "failure_ttl", "lookup_budget", "degraded_for"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"StoreSettings.{name} must be positive, not {getattr(self, name)}")
+        if self.workers < 1 or self.max_pending < 1:
+            raise ValueError("StoreSettings.workers and max_pending must be at least 1")
+
+
+_Answer = tuple[Outcome[Any], tuple[StaleFact, ...]]
+
+
+class SharedFacts:
+    """The `FactSource` of a replica: the cluster's facts first, the leader for the rest."""
+
+    def __init__(
+        self,
+        resolver: FactResolver,
+        backend: FactStoreBackend,
+        *,
+        mapping: RegistryMapping | None = None,
+        settings: StoreSettings = StoreSettings(),
+        wall: Clock = time.time,
+        clock: Clock = monotonic,
+        sleep: Sleep = sleep,
+        observer: SharedFactsObserver | None = None,
+    ) -> None:
+        self.settings = settings
+        self._resolver = resolver
+        self._backend = backend
+        self._mapping = mapping if mapping is not None else resolver.mapping
+        self._wall = wall
+        self._clock = clock
+        self._sleep = sleep
+        self._observer: SharedFactsObserver = observer if observer is not None else NullSharedFactsObserver()
+        self._names: dict[tuple[Cloud, ImageReference], FactKey | None] = {}
+        self._waiters: dict[str, asyncio.Future[_Answer]] = {}
+        self._requests: dict[str, asyncio.Task[None]] = {}
+        self._asked: dict[str, float | None] = {}
+        """Names this replica asked for, with the observedAt of the answer it asked over (None: none yet)."""
+        self._degraded_until = float("-inf")
+        self._queue: FairQueue[str, FactKey] = FairQueue(max_items=settings.max_pending)
+        self._seen_namespaces: set[str] = set()
+        self._workers: list[asyncio.Task[None]] = []
+        self._handover = Handover()
+        self._leading = False
+
+    @property
+    def leading(self) -> bool:
+        return self._leading
+
+    @property
+    def degraded(self) -> bool:
+        return self._clock() < self._degraded_until
+
+    # -- the FactSource
+
+    async def resolve(self, image: ImageReference, *, base_image: bool, digest: bool, deadline: Deadline) -> ImageFacts:
+        base: _Answer | None = None
+        registry: _Answer | None = None
+        if base_image and digest:
+            base, registry = await asyncio.gather(
+                self._fact(HUAWEI, image, deadline, "base image"),
+                self._fact(ALIYUN, image, deadline, "registry digest"),
+            )
+        elif base_image:
+            base = await self._fact(HUAWEI, image, deadline, "base image")
+        elif digest:
+            registry = await self._fact(ALIYUN, image, deadline, "registry digest")
+        return ImageFacts(
+            base_image=base[0] if base is not None else None,
+            registry_digest=registry[0] if registry is not None else None,
+            stale=(base[1] if base is not None else ()) + (registry[1] if registry is not None else ()),
+        )
+
+    async def _fact(self, cloud: Cloud, image: ImageReference, deadline: Deadline, fact: FactName) -> _Answer:
+        key = self._key(cloud, image)
+        if key is None or self.degraded:
+            return await self._in_process(cloud, image, deadline)  # answered without a call, or degraded
+        stored = self._backend.lookup(key.name)
+        now = self._wall()
+        record = stored.record if stored is not None else None
+        if record is not None and record.fresh(now):
+            return record.outcome, ()
+        return await self._miss(key, stored, deadline, fact)
+
+    def _key(self, cloud: Cloud, image: ImageReference) -> FactKey | None:
+        """The fact's key, or None when the resolver answers without a call (no mapping, no tag to compare)."""
+        memo = (cloud, image)
+        if memo in self._names:
+            return self._names[memo]
+        location = self._mapping.hss_location(image) if cloud == HUAWEI else self._mapping.acr_location(image)
+        key = None
+        if location is not None and not (cloud == ALIYUN and image.tag is None):
+            key = FactKey(cloud, location, image)
+        if len(self._names) >= 10_000:
+            self._names.clear()  # a memo of names, not a cache of facts: rebuilding it costs a hash each
+        self._names[memo] = key
+        return key
+
+    async def _miss(self, key: FactKey, stored: StoredFact | None, deadline: Deadline, fact: FactName) -> _Answer:
+        started = self._clock()
+        name = key.name
+        waiter = self._waiters.get(name)
+        if waiter is None or waiter.done():
+            waiter = self._waiters[name] = asyncio.get_running_loop().create_future()
+        namespace = REQUESTING_NAMESPACE.get() or _NO_NAMESPACE
+        if self._leading:
+            self._enqueue(namespace, key)
+        self._ask(key, namespace, stored)
+        request = self._requests.get(name)
+        if request is not None and not await self._wait({waiter, request}, deadline.remaining()):
+            return self._too_late(key, stored, fact, started)
+        if not waiter.done() and self.degraded:
+            self._observer.miss_waited(outcome="degraded", seconds=self._clock() - started)
+            return await self._in_process(key.cloud, key.image, deadline)
+        if not await self._wait({waiter}, deadline.remaining()):
+            return self._too_late(key, stored, fact, started)
+        answer = waiter.result()
+        self._observer.miss_waited(outcome=_state_name(answer[0]), seconds=self._clock() - started)
+        return answer
+
+    def _ask(self, key: FactKey, namespace: str, stored: StoredFact | None) -> None:
+        """Create the ImageFact, or mark an expired one requested again: once per name and per answer."""
+        name = key.name
+        record = stored.record if stored is not None else None
+        if stored is not None and (record is None or stored.pending(self._wall())):
+            return  # asked already, by us or by another replica; the leader sees it
+        asked_over = record.observed_at if record is not None else None
+        if name in self._requests or (name in self._asked and self._asked[name] == asked_over):
+            return
+        if len(self._asked) >= 10_000:
+            self._asked.clear()
+        self._asked[name] = asked_over
+        task = asyncio.ensure_future(self._request(key, namespace, stored))
+        self._requests[name] = task
+        task.add_done_callback(lambda _: self._requests.pop(name, None))
+
+    async def _request(self, key: FactKey, namespace: str, stored: StoredFact | None) -> None:
+        try:
+            await self._backend.request(key, namespace=namespace, existing=stored)
+        except StoreUnavailable as exc:
+            self._asked.pop(key.name, None)
+            self._degrade(f"the ImageFact {key.name} could not be written: {exc}")
+
+    def _too_late(self, key: FactKey, stored: StoredFact | None, fact: FactName, started: float) -> _Answer:
+        self._observer.miss_waited(outcome="timed out", seconds=self._clock() - started)
+        failure = TimedOut(
+            cloud=key.cloud,
+            api=_STORE_API,
+            detail="the leader did not answer within the request's deadline; it goes on and the retry will find it",
+        )
+        record = stored.record if stored is not None else None
+        if record is not None and isinstance(record.outcome, Found):
+            age = self._wall() - record.observed_at
+            if age < self.settings.max_stale:
+                return record.outcome, (StaleFact(fact, age, (failure,)),)
+        return failure, ()
+
+    async def _in_process(self, cloud: Cloud, image: ImageReference, deadline: Deadline) -> _Answer:
+        facts = await self._resolver.resolve(
+            image, base_image=cloud == HUAWEI, digest=cloud == ALIYUN, deadline=deadline
+        )
+        outcome = facts.base_image if cloud == HUAWEI else facts.registry_digest
+        assert outcome is not None
+        return outcome, facts.stale
+
+    def _degrade(self, reason: str) -> None:
+        if not self.degraded:
+            logger.warning("fact store degraded for %gs, resolving in-process: %s", self.settings.degraded_for, reason)
+        self._degraded_until = self._clock() + self.settings.degraded_for
+        self._observer.store_degraded(reason=reason)
+
+    async def _wait(self, futures: set[asyncio.Future[Any]], seconds: float) -> bool:
+        """Wait until any of ``futures`` is done, at most ``seconds`` on the injected clock; True if one is."""
+        if any(f.done() for f in futures):
+            return True
+        if seconds <= 0:
+            return False
+        timer = asyncio.ensure_future(self._sleep(seconds))
+        try:
+            await asyncio.wait({*futures, timer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+        return any(f.done() for f in futures)
+
+    # -- what the watch delivers
+
+    def observe(self, stored: StoredFact) -> None:
+        """Called for every ImageFact the watch delivers: wakes reviews waiting for it, queues the leader's work."""
+        record = stored.record
+        now = self._wall()
+        if record is not None and record.fresh(now):
+            self._answer(stored.name, (record.outcome, ()))
+        if self._leading and stored.pending(now):
+            key = self._key_of(stored)
+            if key is not None:
+                self._enqueue(stored.requested_by or _NO_NAMESPACE, key)
+
+    def _answer(self, name: str, answer: _Answer) -> None:
+        waiter = self._waiters.pop(name, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(answer)
+
+    def _key_of(self, stored: StoredFact) -> FactKey | None:
+        """The key of an ImageFact another replica created, as *our* mapping sees it; None if it disagrees."""
+        try:
+            image = ImageReference.parse(stored.reference)
+        except ValueError:
+            logger.warning("ImageFact %s names no valid image (%r): ignored", stored.name, stored.reference)
+            return None
+        if stored.cloud not in (HUAWEI, ALIYUN):
+            return None
+        key = self._key(HUAWEI if stored.cloud == HUAWEI else ALIYUN, image)
+        if key is None or key.name != stored.name:
+            logger.warning("ImageFact %s does not match this replica's registry mapping: ignored", stored.name)
+            return None
+        return key
+
+    # -- the leader
+
+    def start_leading(self, handover: Handover | None = None) -> None:
+        """This replica holds the Lease: serve what is pending, after the predecessor's quota windows."""
+        if self._leading:
+            return
+        self._leading = True
+        self._handover = handover if handover is not None else Handover()
+        now = self._wall()
+        for stored in self._backend.stored():
+            if stored.pending(now):
+                key = self._key_of(stored)
+                if key is not None:
+                    self._enqueue(stored.requested_by or _NO_NAMESPACE, key)
+        loop = asyncio.get_running_loop()
+        self._workers = [
+            loop.create_task(self._work(), name=f"image-gate fact worker {n}") for n in range(self.settings.workers)
+        ]
+
+    def stop_leading(self) -> None:
+        """The Lease is lost: stop resolving for others at once (what is in flight in the resolver finishes)."""
+        if not self._leading:
+            return
+        self._leading = False
+        for worker in self._workers:
+            worker.cancel()
+        self._workers = []
+        self._queue.clear()
+        self._report_pending()
+
+    def _enqueue(self, namespace: str, key: FactKey) -> None:
+        if self._queue.push(namespace, key.name, key):
+            self._seen_namespaces.add(namespace)
+            self._report_pending()
+
+    def _report_pending(self) -> None:
+        counts = dict.fromkeys(self._seen_namespaces, 0)
+        counts.update(self._queue.pending_by_group())
+        self._observer.pending_lookups(counts)
+
+    async def _work(self) -> None:
+        while True:
+            _, name, key = await self._queue.get()
+            self._report_pending()
+            try:
+                await self._resolve_and_store(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one fact's bug must not stop the leader's work
+                logger.exception("resolving the fact %s failed", name)
+
+    async def _resolve_and_store(self, key: FactKey) -> None:
+        if key.cloud == HUAWEI:
+            wait = self._handover.hold_until(HUAWEI, window=self.settings.hss_quota_window) - self._wall()
+            if wait > 0:
+                logger.info("waiting %.1fs for the previous leader's HSS quota window before calling HSS", wait)
+                await self._sleep(wait)
+        stored = self._backend.lookup(key.name)
+        if stored is not None and stored.record is not None and stored.record.fresh(self._wall()):
+            self._answer(key.name, (stored.record.outcome, ()))
+            return  # answered meanwhile (by us before a restart, or by a previous leader)
+        budget = Deadline.after(self.settings.lookup_budget, self._clock)
+        facts = await self._resolver.resolve(
+            key.image, base_image=key.cloud == HUAWEI, digest=key.cloud == ALIYUN, deadline=budget
+        )
+        outcome = facts.base_image if key.cloud == HUAWEI else facts.registry_digest
+        assert outcome is not None
+        self._answer(key.name, (outcome, facts.stale))
+        if facts.stale:
+            return  # a stale fact stands in for a failure: the stored record stays as it was
+        now = self._wall()
+        record = FactRecord(outcome, observed_at=now, expires_at=self._expiry(key, outcome, now))
+        try:
+            result: str = await self._backend.write(key, record, previous=stored)
+        except StoreUnavailable as exc:
+            result = "failed"
+            self._degrade(f"the status of {key.name} could not be written: {exc}")
+        self._observer.store_write(result=result)
+
+    def _expiry(self, key: FactKey, outcome: Outcome[Any], now: float) -> float | None:
+        if isinstance(outcome, Found):
+            # A digest names the same bytes forever; a tag can be pushed again.
+            return None if key.image.digest is not None and key.cloud == HUAWEI else now + self.settings.tag_ttl
+        if isinstance(outcome, NotFound):
+            return now + self.settings.negative_ttl
+        if isinstance(outcome, NotApplicable):
+            return None
+        retry = outcome.retry_after if isinstance(outcome, Throttled) else None
+        return now + max(retry or 0.0, self.settings.failure_ttl)
+
+    async def aclose(self) -> None:
+        self.stop_leading()
+        tasks = list(self._requests.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _state_name(outcome: Outcome[Any]) -> str:
+    """``Found``, ``NotFound``, ``Throttled``, ...: the ImageFact's state words."""
+    return type(outcome).__name__

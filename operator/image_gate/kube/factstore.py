@@ -1,0 +1,169 @@
+"""
+The ImageFacts in the cluster: a kopf index every replica reads, and the writes `SharedFacts` asks for.
+
+* **The index** (`FACTS_INDEX`): every ImageFact, read once per watch event
+  into a `StoredFact`, so a review reads a dict and nothing else. kopf fills
+  it from its initial listing before calling any ordinary handler, so a
+  replica that starts already knows every fact the cluster has.
+* **The watch handler** hands each ImageFact to `SharedFacts.observe`: it
+  wakes the reviews waiting for it and, in the leader, queues pending work.
+* **Writes** go through `KubeApi`: creating an ImageFact (spec only;
+  AlreadyExists means another replica asked first), marking an expired one
+  requested again (two annotations), and the leader's status, a merge patch
+  that names the resourceVersion it was computed from, so a deposed leader's
+  late write fails instead of overwriting a newer one. A status equal to the
+  stored one is not written at all.
+
+Any write that fails for want of permission or of an API server raises
+`StoreUnavailable`, and `SharedFacts` degrades to in-process lookups.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Final
+
+import kopf
+
+from image_gate.core.clock import Clock
+from image_gate.facts.records import (
+    API_GROUP,
+    API_VERSION,
+    FACT_KIND,
+    FACT_PLURAL,
+    REQUESTED_AT,
+    REQUESTED_BY,
+    FactKey,
+    FactRecord,
+    StoredFact,
+    spec_of,
+    status_of,
+    stored_fact,
+    to_rfc3339,
+)
+from image_gate.facts.shared import SharedFacts, StoreUnavailable, WriteResult
+from image_gate.kube.kubeapi import MERGE_PATCH, ApiError, KubeApi
+
+__all__ = ["FACTS_INDEX", "KubeFactStore", "register_fact_store"]
+
+FACTS_INDEX: Final = "image_gate_facts"
+FACT_RESOURCE: Final = (API_GROUP, API_VERSION, FACT_PLURAL)
+_COLLECTION: Final = f"/apis/{API_GROUP}/{API_VERSION}/{FACT_PLURAL}"
+_STATUS_FIELDS: Final = (
+    "state",
+    "baseImage",
+    "digest",
+    "hssImageId",
+    "observedAt",
+    "expiresAt",
+    "requestId",
+    "message",
+    "failure",
+)
+
+
+class KubeFactStore:
+    """`FactStoreBackend` over the kopf index and the API server."""
+
+    def __init__(self, api: KubeApi, *, wall: Clock = time.time) -> None:
+        self._api = api
+        self._wall = wall
+        self._index: Mapping[str, Iterable[StoredFact]] | None = None
+
+    def attach(self, index: Mapping[str, Iterable[StoredFact]]) -> None:
+        """Keep kopf's index (a live mapping, updated in place by kopf's watch)."""
+        if self._index is None:
+            self._index = index
+
+    @property
+    def attached(self) -> bool:
+        return self._index is not None
+
+    def lookup(self, name: str) -> StoredFact | None:
+        index = self._index
+        if index is None:
+            return None
+        for stored in index.get(name, ()):
+            return stored
+        return None
+
+    def stored(self) -> Iterator[StoredFact]:
+        index = self._index
+        if index is None:
+            return
+        for name in list(index):
+            stored = self.lookup(name)
+            if stored is not None:
+                yield stored
+
+    async def request(self, key: FactKey, *, namespace: str, existing: StoredFact | None) -> None:
+        annotations = {REQUESTED_AT: to_rfc3339(self._wall()), REQUESTED_BY: namespace}
+        try:
+            if existing is None:
+                await self._create(key, annotations)
+            else:
+                await self._api.request(
+                    "PATCH",
+                    f"{_COLLECTION}/{key.name}",
+                    {"metadata": {"annotations": annotations}},
+                    content_type=MERGE_PATCH,
+                )
+        except ApiError as exc:
+            if exc.conflict:
+                return  # somebody asked first
+            raise StoreUnavailable(str(exc)) from None
+
+    async def write(self, key: FactKey, record: FactRecord, *, previous: StoredFact | None) -> WriteResult:
+        status = status_of(record)
+        if previous is not None and previous.record is not None and status_of(previous.record) == status:
+            return "unchanged"
+        patch: dict[str, Any] = {"status": {field: status.get(field) for field in _STATUS_FIELDS}}
+        if previous is not None and previous.resource_version:
+            patch["metadata"] = {"resourceVersion": previous.resource_version}
+        try:
+            if previous is None:
+                # The leader's own miss, before its watch delivered the object it (or another) created.
+                try:
+                    await self._create(key, {REQUESTED_AT: to_rfc3339(self._wall())})
+                except ApiError as exc:
+                    if not exc.conflict:
+                        raise
+            await self._api.request("PATCH", f"{_COLLECTION}/{key.name}/status", patch, content_type=MERGE_PATCH)
+        except ApiError as exc:
+            if exc.conflict:
+                return "conflict"  # written since we read it: the watch brings the newer one
+            raise StoreUnavailable(str(exc)) from None
+        return "written"
+
+    async def _create(self, key: FactKey, annotations: Mapping[str, str]) -> None:
+        body = {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": FACT_KIND,
+            "metadata": {
+                "name": key.name,
+                "labels": {"app.kubernetes.io/managed-by": "image-gate", "imagegate.io/cloud": key.cloud},
+                "annotations": dict(annotations),
+            },
+            "spec": spec_of(key),
+        }
+        await self._api.request("POST", _COLLECTION, body)
+
+
+def register_fact_store(registry: kopf.OperatorRegistry, *, facts: SharedFacts, store: KubeFactStore) -> None:
+    """The ImageFact index and watch handler; the index is handed to ``store`` at the first event."""
+
+    @kopf.index(*FACT_RESOURCE, id=FACTS_INDEX, registry=registry)
+    def index_fact(name: str, body: kopf.Body, **_: Any) -> dict[str, StoredFact]:
+        return {name: stored_fact(body)}
+
+    @kopf.on.event("", "v1", "namespaces", id="fact-index", registry=registry)
+    def attach_index(**kwargs: Any) -> None:
+        # Every cluster has namespaces: this runs once the indexes are complete, even with no ImageFact yet.
+        store.attach(kwargs[FACTS_INDEX])
+
+    @kopf.on.event(*FACT_RESOURCE, id="fact-watch", registry=registry)
+    def observe_fact(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
+        store.attach(kwargs[FACTS_INDEX])
+        if type != "DELETED":
+            facts.observe(stored_fact(body))

@@ -1,0 +1,279 @@
+"""SharedFacts on a fake clock: replicas sharing ImageFacts through an in-memory API server and watch."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from image_gate.core.images import ImageReference
+from image_gate.core.outcomes import Found, NotFound, TimedOut
+from image_gate.facts.calllog import Handover
+from image_gate.facts.records import FactKey, FactRecord, StoredFact
+from image_gate.facts.resolver import FactResolver
+from image_gate.facts.shared import REQUESTING_NAMESPACE, SharedFacts, StoreSettings, StoreUnavailable, WriteResult
+from tests.fakeclouds import APP_V1, APP_V2, DEBIAN, DIGEST_A, MAPPING, MIRROR, FakeHss, FakeSas, known
+from tests.faketime import FakeTime, settle
+
+
+class Cluster:
+    """ImageFacts with resourceVersions, and a watch that delivers every change to every replica."""
+
+    def __init__(self, time: FakeTime) -> None:
+        self.time = time
+        self.facts: dict[str, StoredFact] = {}
+        self.version = 0
+        self.watchers: list[SharedFacts] = []
+        self.writable = True
+        self.creates = 0
+        self.requests = 0
+        self.status_writes = 0
+
+    def _put(self, stored: StoredFact) -> None:
+        self.version += 1
+        stored = replace(stored, resource_version=str(self.version))
+        self.facts[stored.name] = stored
+        loop = asyncio.get_running_loop()
+        for watcher in self.watchers:
+            loop.call_soon(watcher.observe, stored)
+
+    def backend(self) -> Backend:
+        return Backend(self)
+
+
+class Backend:
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    def lookup(self, name: str) -> StoredFact | None:
+        return self.cluster.facts.get(name)
+
+    def stored(self) -> Iterator[StoredFact]:
+        return iter(list(self.cluster.facts.values()))
+
+    async def request(self, key: FactKey, *, namespace: str, existing: StoredFact | None) -> None:
+        cluster = self.cluster
+        await asyncio.sleep(0)
+        if not cluster.writable:
+            raise StoreUnavailable("403 Forbidden")
+        cluster.requests += 1
+        now = cluster.time.now
+        current = cluster.facts.get(key.name)
+        if current is None:
+            cluster.creates += 1
+            cluster._put(StoredFact(key.name, key.cloud, key.image.normalized, None, None, now, namespace))
+        elif existing is not None:
+            cluster._put(replace(current, requested_at=now, requested_by=namespace))
+
+    async def write(self, key: FactKey, record: FactRecord, *, previous: StoredFact | None) -> WriteResult:
+        cluster = self.cluster
+        await asyncio.sleep(0)
+        if not cluster.writable:
+            raise StoreUnavailable("403 Forbidden")
+        current = cluster.facts.get(key.name)
+        if previous is not None and current is not None and current.resource_version != previous.resource_version:
+            return "conflict"
+        if current is not None and current.record == record:
+            return "unchanged"
+        cluster.status_writes += 1
+        base = current or StoredFact(key.name, key.cloud, key.image.normalized, None)
+        cluster._put(replace(base, record=record))
+        return "written"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+        self.waited: list[str] = []
+        self.degraded: list[str] = []
+        self.pending: list[dict[str, int]] = []
+
+    def store_write(self, *, result: str) -> None:
+        self.writes.append(result)
+
+    def miss_waited(self, *, outcome: str, seconds: float) -> None:
+        self.waited.append(outcome)
+
+    def store_degraded(self, *, reason: str) -> None:
+        self.degraded.append(reason)
+
+    def pending_lookups(self, counts: Any) -> None:
+        self.pending.append(dict(counts))
+
+
+class Replica:
+    def __init__(self, cluster: Cluster, time: FakeTime, *, latency: float = 0.0, workers: int = 2) -> None:
+        self.hss = FakeHss(time, latency=latency)
+        self.sas = FakeSas(time, latency=latency)
+        known(self.hss, self.sas)
+        self.resolver = FactResolver(MAPPING, self.hss, self.sas, clock=time, sleep=time.sleep)
+        self.metrics = Recorder()
+        self.facts = SharedFacts(
+            self.resolver,
+            cluster.backend(),
+            settings=StoreSettings(workers=workers),
+            wall=time,
+            clock=time,
+            sleep=time.sleep,
+            observer=self.metrics,
+        )
+        cluster.watchers.append(self.facts)
+
+    @property
+    def cloud_calls(self) -> int:
+        return (
+            len(self.hss.find_calls) + len(self.hss.base_calls) + len(self.sas.find_calls) + len(self.sas.digest_calls)
+        )
+
+
+@pytest.fixture
+def time() -> FakeTime:
+    return FakeTime(start=1_800_000_000.0)
+
+
+@pytest.fixture
+def cluster(time: FakeTime) -> Cluster:
+    return Cluster(time)
+
+
+async def resolve(replica: Replica, time: FakeTime, image: ImageReference, *, seconds: float = 3.0) -> Any:
+    task = asyncio.ensure_future(
+        replica.facts.resolve(image, base_image=True, digest=True, deadline=time.deadline(seconds))
+    )
+    await time.advance(seconds)
+    return task.result()
+
+
+async def test_a_miss_on_a_follower_is_resolved_once_by_the_leader(time: FakeTime, cluster: Cluster) -> None:
+    leader, follower = Replica(cluster, time), Replica(cluster, time)
+    leader.facts.start_leading()
+    facts = await resolve(follower, time, APP_V1)
+    assert facts.base_image == Found(DEBIAN)
+    assert facts.registry_digest == Found(DIGEST_A)
+    assert follower.cloud_calls == 0, "only the leader calls the clouds"
+    assert leader.cloud_calls == 4, "one call per API"
+    assert cluster.creates == 2
+    assert follower.metrics.waited == ["Found", "Found"]
+    # Warm, on both replicas: a dict read, no call, no write.
+    for replica in (leader, follower):
+        again = await resolve(replica, time, APP_V1, seconds=0.0)
+        assert again.base_image == Found(DEBIAN)
+    assert leader.cloud_calls == 4
+    assert cluster.creates == 2
+    assert cluster.status_writes == 2
+
+
+async def test_a_replica_that_starts_knows_every_stored_fact(time: FakeTime, cluster: Cluster) -> None:
+    leader = Replica(cluster, time)
+    leader.facts.start_leading()
+    await resolve(leader, time, APP_V1)
+    calls = leader.cloud_calls
+    # Both replicas restart: new processes, same cluster.
+    cluster.watchers.clear()
+    fresh_leader, fresh_follower = Replica(cluster, time), Replica(cluster, time)
+    fresh_leader.facts.start_leading(Handover())
+    for replica in (fresh_leader, fresh_follower):
+        facts = await resolve(replica, time, APP_V1, seconds=0.0)
+        assert facts.base_image == Found(DEBIAN)
+        assert facts.registry_digest == Found(DIGEST_A)
+    assert fresh_leader.cloud_calls + fresh_follower.cloud_calls == 0
+    assert calls == 4
+
+
+async def test_without_a_leader_the_review_times_out_and_asks_only_once(time: FakeTime, cluster: Cluster) -> None:
+    follower = Replica(cluster, time)
+    for _ in range(3):
+        facts = await resolve(follower, time, APP_V1)
+        assert isinstance(facts.base_image, TimedOut)
+        assert facts.base_image.api == "ImageFact"
+    assert cluster.creates == 2
+    assert cluster.requests == 2, "asked once per fact, not once per review"
+    assert follower.cloud_calls == 0
+    # A leader appears: it finds the pending facts in the cluster, and the next review is warm.
+    leader = Replica(cluster, time)
+    leader.facts.start_leading()
+    await time.advance(1.0)
+    facts = await resolve(follower, time, APP_V1, seconds=0.0)
+    assert facts.base_image == Found(DEBIAN)
+
+
+async def test_not_found_is_stored_for_the_negative_ttl(time: FakeTime, cluster: Cluster) -> None:
+    leader, follower = Replica(cluster, time), Replica(cluster, time)
+    leader.facts.start_leading()
+    ghost = ImageReference.parse(f"{MIRROR}/team/ghost:v1")
+    facts = await resolve(follower, time, ghost)
+    assert isinstance(facts.base_image, NotFound)
+    calls = leader.cloud_calls
+    for _ in range(5):
+        await resolve(follower, time, ghost, seconds=1.0)
+    assert leader.cloud_calls == calls, "repeats within the negative TTL cost nothing"
+    await time.advance(30.0)
+    await resolve(follower, time, ghost)
+    assert leader.cloud_calls > calls, "asked again once it expired and somebody needed it"
+
+
+async def test_an_unwritable_store_degrades_to_in_process_lookups(time: FakeTime, cluster: Cluster) -> None:
+    cluster.writable = False
+    follower = Replica(cluster, time)
+    facts = await resolve(follower, time, APP_V2)
+    assert facts.base_image == Found(DEBIAN)
+    assert follower.cloud_calls == 4, "degraded: this replica calls the clouds itself"
+    assert follower.metrics.degraded
+    assert follower.facts.degraded
+    await time.advance(31.0)
+    assert not follower.facts.degraded, "the store is tried again later"
+
+
+async def test_a_flooding_namespace_does_not_starve_another(time: FakeTime, cluster: Cluster) -> None:
+    leader = Replica(cluster, time, latency=12.0, workers=1)
+    leader.facts.start_leading()
+    flood = [ImageReference.parse(f"{MIRROR}/flood/bogus{n}:v1") for n in range(50)]
+    REQUESTING_NAMESPACE.set("flood")
+    tasks = [
+        asyncio.ensure_future(leader.facts.resolve(i, base_image=True, digest=False, deadline=time.deadline(3)))
+        for i in flood
+    ]
+    await settle()
+    REQUESTING_NAMESPACE.set("team")
+    mine = asyncio.ensure_future(
+        leader.facts.resolve(APP_V1, base_image=True, digest=False, deadline=time.deadline(60))
+    )
+    await time.advance(60.0)
+    assert mine.done()
+    assert mine.result().base_image == Found(DEBIAN)
+    order = [image for _, image in leader.hss.find_calls]
+    assert order.index(str(APP_V1)) <= 1, "served after at most one lookup of the flood"
+    assert leader.metrics.pending[-1]["flood"] > 40
+    for task in tasks:
+        task.cancel()
+    await leader.facts.aclose()
+
+
+async def test_a_new_leader_waits_out_its_predecessors_hss_window(time: FakeTime, cluster: Cluster) -> None:
+    leader = Replica(cluster, time)
+    leader.facts.start_leading(Handover(last_calls={"huawei/ListRegistryImages": time.now - 10.0}))
+    task = asyncio.ensure_future(
+        leader.facts.resolve(APP_V1, base_image=True, digest=True, deadline=time.deadline(120))
+    )
+    await time.advance(5.0)
+    assert leader.hss.find_calls == []
+    assert len(leader.sas.find_calls) == 1, "SAS has no published quota: no need to wait"
+    await time.advance(60.0)
+    assert leader.hss.find_calls[0][0] == pytest.approx(1_800_000_053.0)
+    assert task.result().base_image == Found(DEBIAN)
+
+
+async def test_a_stale_write_is_refused(time: FakeTime, cluster: Cluster) -> None:
+    leader = Replica(cluster, time)
+    leader.facts.start_leading()
+    await resolve(leader, time, APP_V1)
+    backend = cluster.backend()
+    key = FactKey("huawei", MAPPING.hss_location(APP_V1), APP_V1)  # type: ignore[arg-type]
+    old = cluster.facts[key.name]
+    newer = FactRecord(Found(DEBIAN), observed_at=time.now + 1, expires_at=time.now + 301)
+    assert await backend.write(key, newer, previous=old) == "written"
+    deposed = FactRecord(NotFound("gone"), observed_at=time.now, expires_at=time.now + 30)
+    assert await backend.write(key, deposed, previous=old) == "conflict"
