@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+from image_gate.core.workloads import JUDGED_RESOURCES
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_ROOT / "charts" / "image-gate"
 CRD_DIR = CHART_DIR / "crds"
@@ -26,8 +28,9 @@ MANIFEST = REPO_ROOT / "manifests" / "image-gate.yaml"
 RENDER_SCRIPT = REPO_ROOT / "scripts" / "render-manifests.sh"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 
-#: kopf handler ids of the webhook, which are also the URL paths the chart routes to.
-HANDLER_IDS = frozenset({"pods", "deployments", "statefulsets", "daemonsets", "replicasets", "jobs", "cronjobs"})
+#: kopf handler ids of the webhook, which are also the URL paths the chart routes to: from the
+#: app's one table of judged resources, so the chart is checked against the code, not a copy.
+HANDLER_IDS = frozenset(resource.handler_id for resource in JUDGED_RESOURCES)
 
 RELEASE = "image-gate"
 NAMESPACE = "image-gate"

@@ -15,13 +15,16 @@ import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from image_gate.app.options import Option, options_of
+from image_gate.app.settings import Settings, run_options
+from image_gate.core.workloads import JUDGED_RESOURCES
 from tests.chart.helm import (
     CHART_DIR,
     CRD_DIR,
@@ -54,15 +57,56 @@ EXPECTED_RBAC: dict[tuple[str, str], set[str]] = {
     ("", "events"): {"create"},
 }
 
-# handler id -> {(apiGroup, resource): operations}
+# handler id -> {(apiGroup, resource): operations}, from the app's one table of judged resources:
+# each resource on CREATE and UPDATE, its judged subresources (kubectl debug) on UPDATE.
 EXPECTED_RULES: dict[str, dict[tuple[str, str], set[str]]] = {
-    "pods": {("", "pods"): {"CREATE", "UPDATE"}, ("", "pods/ephemeralcontainers"): {"UPDATE"}},
-    "deployments": {("apps", "deployments"): {"CREATE", "UPDATE"}},
-    "statefulsets": {("apps", "statefulsets"): {"CREATE", "UPDATE"}},
-    "daemonsets": {("apps", "daemonsets"): {"CREATE", "UPDATE"}},
-    "replicasets": {("apps", "replicasets"): {"CREATE", "UPDATE"}},
-    "jobs": {("batch", "jobs"): {"CREATE", "UPDATE"}},
-    "cronjobs": {("batch", "cronjobs"): {"CREATE", "UPDATE"}},
+    resource.handler_id: {(resource.group, resource.plural): {"CREATE", "UPDATE"}}
+    | {(resource.group, f"{resource.plural}/{sub}"): {"UPDATE"} for sub in resource.update_only_subresources}
+    for resource in JUDGED_RESOURCES
+}
+
+# Every setting of `image-gate run` (its flag's dest) and how the chart passes it: from a value
+# (its path in values.yaml), fixed by the template (why), or not at all (why). A setting added
+# to the app without a line here fails test_every_setting_is_in_the_chart_or_exempt.
+SETTINGS_IN_CHART: dict[str, tuple[Literal["value", "fixed", "absent"], str]] = {
+    "port": ("value", "containerPort"),
+    "health_port": ("value", "healthPort"),
+    "exempt_namespaces": ("value", "webhook.exemptNamespaces"),
+    "deadline_seconds": ("value", "config.deadlineSeconds"),
+    "log_format": ("value", "config.logFormat"),
+    "log_level": ("value", "config.logLevel"),
+    "hss_endpoint": ("value", "config.hssEndpoint"),
+    "sas_endpoint": ("value", "config.sasEndpoint"),
+    "hss_rate": ("value", "config.hssRate"),
+    "sas_rate": ("value", "config.sasRate"),
+    "tag_ttl_seconds": ("value", "config.tagTtlSeconds"),
+    "negative_ttl_seconds": ("value", "config.negativeTtlSeconds"),
+    "max_stale_seconds": ("value", "config.maxStaleSeconds"),
+    "listen_address": ("fixed", "a pod listens on every address it has"),
+    "cert_file": ("fixed", "the serving certificate's Secret (certificates.*) is mounted at a fixed path"),
+    "key_file": ("fixed", "the serving certificate's Secret (certificates.*) is mounted at a fixed path"),
+    "config": ("fixed", "the ConfigMap rendered from `registries` is mounted at a fixed path"),
+    "namespace": ("fixed", "the pod's own namespace, from the downward API"),
+    "webhook_host": ("absent", "names a generated development certificate; the chart always mounts one"),
+    "cert_dir": ("absent", "where generated development certificates go; the chart always mounts one"),
+    "cloud_ca_file": ("absent", "only for a cloud endpoint behind a private CA: extraEnv and a volume"),
+}
+
+# A valid value, other than the default, for each chart-valued setting.
+CHART_OVERRIDES: dict[str, Any] = {
+    "containerPort": 10443,
+    "healthPort": 10444,
+    "webhook.exemptNamespaces": ["kube-system", "monitoring"],
+    "config.deadlineSeconds": 2.5,
+    "config.logFormat": "text",
+    "config.logLevel": "debug",
+    "config.hssEndpoint": "https://hss.example",
+    "config.sasEndpoint": "https://sas.example",
+    "config.hssRate": "50/60",
+    "config.sasRate": "3/1",
+    "config.tagTtlSeconds": 600,
+    "config.negativeTtlSeconds": 20,
+    "config.maxStaleSeconds": 7200,
 }
 
 CREDENTIAL_ENV = {
@@ -316,7 +360,7 @@ def test_extra_selectors_are_added_not_replacing(helm: Path) -> None:
         helm,
         {
             "webhook": {
-                "excludeNamespaces": ["kube-system", "monitoring"],
+                "exemptNamespaces": ["kube-system", "monitoring"],
                 "namespaceSelector": {"matchLabels": {"env": "prod"}, "matchExpressions": [extra]},
                 "objectSelector": {"matchLabels": {"imagegate.io/check": "true"}},
                 "matchConditions": [{"name": "not-ci", "expression": "request.userInfo.username != 'ci'"}],
@@ -341,6 +385,36 @@ def test_handlers_can_be_switched_off(helm: Path) -> None:
     docs = render(helm, {"webhook": {"handlers": handlers}})
     webhooks = one(docs, "ValidatingWebhookConfiguration")["webhooks"]
     assert [w["name"] for w in webhooks] == ["pods.imagegate.io"]
+
+
+def test_handler_switches_are_the_apps_handlers() -> None:
+    """values.yaml and the schema offer a switch for exactly the resources the app judges."""
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    schema = yaml.safe_load((CHART_DIR / "values.schema.json").read_text())
+    assert set(values["webhook"]["handlers"]) == HANDLER_IDS
+    assert set(schema["properties"]["webhook"]["properties"]["handlers"]["properties"]) == HANDLER_IDS
+
+
+@pytest.mark.parametrize(
+    ("webhook", "exempt"),
+    [
+        pytest.param({"excludeNamespaces": ["kube-system", "legacy"]}, ["kube-system", "legacy"], id="old-name"),
+        pytest.param(
+            {"excludeNamespaces": ["legacy"], "exemptNamespaces": ["kube-system", "new"]}, ["legacy"], id="old-wins"
+        ),
+        pytest.param({"exemptNamespaces": ["kube-system", "new"]}, ["kube-system", "new"], id="new-name"),
+    ],
+)
+def test_the_former_exclude_namespaces_value_still_works(
+    helm: Path, webhook: dict[str, Any], exempt: list[str]
+) -> None:
+    """`webhook.excludeNamespaces` was renamed `exemptNamespaces`; values files from before keep working."""
+    docs = render(helm, {"webhook": webhook})
+    assert env_of(deployment_container(docs))["IMAGE_GATE_EXEMPT_NAMESPACES"]["value"] == ",".join(exempt)
+    for entry in one(docs, "ValidatingWebhookConfiguration")["webhooks"]:
+        expressions = entry["namespaceSelector"]["matchExpressions"]
+        names = next(e for e in expressions if e["key"] == "kubernetes.io/metadata.name")
+        assert names["values"] == [NAMESPACE, *exempt]
 
 
 @pytest.mark.parametrize("scenario", scenario_params())
@@ -475,6 +549,75 @@ def test_app_accepts_what_the_chart_configures(defaults: list[Doc]) -> None:
     parsed = settings.Settings.from_arguments(args, env)
     assert parsed.deadline == 3.0
     assert parsed.exempt_namespaces == {"kube-system", NAMESPACE}
+
+
+def _at(values: dict[str, Any], path: str) -> Any:
+    for key in path.split("."):
+        values = values[key]
+    return values
+
+
+def _as_variable(value: Any) -> str:
+    """A chart value as the template passes it to a variable (lists comma-joined)."""
+    return ",".join(value) if isinstance(value, list) else str(value)
+
+
+def _options() -> dict[str, Option]:
+    return {option.name: option for option in run_options()}
+
+
+def test_every_setting_is_in_the_chart_or_exempt(helm: Path, defaults: list[Doc]) -> None:
+    """Each setting of the app reaches the container as its variable, from its value, or is left out for a reason."""
+    options = _options()
+    assert set(SETTINGS_IN_CHART) == set(options), "a setting of image-gate run is not listed in SETTINGS_IN_CHART"
+    assert set(CHART_OVERRIDES) == {where for how, where in SETTINGS_IN_CHART.values() if how == "value"}
+    overrides: dict[str, Any] = {}
+    for path, value in CHART_OVERRIDES.items():
+        *parents, leaf = path.split(".")
+        node = overrides
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    env = env_of(deployment_container(render(helm, overrides)))
+    default_env = env_of(deployment_container(defaults))
+    for name, (how, where) in SETTINGS_IN_CHART.items():
+        option = options[name]
+        if how == "absent":
+            assert option.env not in env, f"{option.env}: {where}"
+        elif how == "fixed":
+            assert option.env in default_env, f"{option.env} ({where}) is not set by the template"
+        else:
+            passed = env[option.env]["value"]
+            assert option.parse(passed) == option.parse(_as_variable(CHART_OVERRIDES[where])), (
+                f"{where} -> {option.env}"
+            )
+
+
+def test_chart_defaults_are_the_apps_defaults() -> None:
+    """A value left at its default means what the app's own default means: 5/60, 300 s, ... have one meaning."""
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    app_defaults = Settings()
+    fields = {option.name: field for field, option in options_of(Settings)}
+    for name, (how, where) in SETTINGS_IN_CHART.items():
+        if how != "value":
+            continue
+        text = _as_variable(_at(values, where)).strip()
+        if not text:
+            continue  # an empty value is not passed: the app's default applies
+        option = _options()[name]
+        assert option.parse(text) == getattr(app_defaults, fields[name]), (
+            f"{where} differs from {option.flag}'s default"
+        )
+
+
+def test_chart_readme_names_every_variable() -> None:
+    """The chart README's settings table names every IMAGE_GATE_* variable (the chart's and the left-out ones)."""
+    readme = (CHART_DIR / "README.md").read_text()
+    template = (CHART_DIR / "templates" / "deployment.yaml").read_text()
+    in_template = set(re.findall(r"name: (IMAGE_GATE_[A-Z_]+)", template))
+    assert in_template, "no IMAGE_GATE_* variable in the deployment template"
+    missing = sorted(env for env in in_template | {option.env for option in run_options()} if f"`{env}`" not in readme)
+    assert not missing, f"charts/image-gate/README.md does not name {missing}"
 
 
 def test_webhook_paths_are_the_apps_handler_ids(defaults: list[Doc]) -> None:

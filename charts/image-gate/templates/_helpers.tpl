@@ -79,6 +79,19 @@ cronjobs:
 {{- end }}
 
 {{/*
+The namespaces image-gate never judges (besides its own), as a YAML list; read with
+`include ... | fromYamlArray`. `webhook.excludeNamespaces` is the value's former name: when a
+values file from before the rename sets it, it wins, so upgrades keep their list.
+*/}}
+{{- define "image-gate.exemptNamespaces" -}}
+{{- if hasKey .Values.webhook "excludeNamespaces" }}
+{{- toYaml .Values.webhook.excludeNamespaces }}
+{{- else }}
+{{- toYaml .Values.webhook.exemptNamespaces }}
+{{- end }}
+{{- end }}
+
+{{/*
 TLS: the Secret that holds the serving certificate, and the Service DNS names it must cover.
 */}}
 {{- define "image-gate.tlsSecretName" -}}
