@@ -111,3 +111,19 @@ def test_problems_name_their_field(spec: object, problems: list[str]) -> None:
         compile_policy("broken", spec)
     assert caught.value.problems == problems
     assert str(caught.value).startswith("policy 'broken' is invalid: ")
+
+
+def test_image_globs_see_canonical_hosts() -> None:
+    policy = compile_policy(
+        "swr",
+        {
+            "match": {
+                "images": ["SWR.*.MyHuaweiCloud.com/**"],
+                "excludeImages": ["swr.*.myhuaweicloud.com:443/tools/**"],
+            },
+            "digest": {"requirePinned": True},
+        },
+    )
+    assert policy.covers_image(ImageReference.parse("Swr.Cn-North-4.MyHuaweiCloud.com:443/org/app:1"))
+    assert not policy.covers_image(ImageReference.parse("SWR.cn-north-4.myhuaweicloud.com/tools/x:1"))
+    assert [glob.text for glob in policy.images] == ["SWR.*.MyHuaweiCloud.com/**"]

@@ -76,3 +76,31 @@ def test_errors_name_the_file_and_the_field(tmp_path: Path, content: str, messag
         RegistryMapping.load(config)
     assert str(caught.value).startswith(f"{config}: ")
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "SWR.cn-north-4.myhuaweicloud.com/org/app:1",
+        "Swr.Cn-North-4.MyHuaweiCloud.com/org/app:1",
+        "swr.cn-north-4.myhuaweicloud.com:443/org/app:1",
+    ],
+)
+def test_every_spelling_of_a_host_maps_like_the_canonical_one(image: str) -> None:
+    assert RegistryMapping.default().hss_location(ImageReference.parse(image)) == HssLocation(
+        "cn-north-4", "private_image"
+    )
+
+
+def test_hosts_in_the_mapping_file_are_canonical_too() -> None:
+    mapping = RegistryMapping.from_dict(
+        {
+            "huawei": {"registries": [{"host": "Harbor.Example.com:443", "region": "ap-southeast-1"}]},
+            "aliyun": {"registries": [{"host": "index.docker.io", "region": "cn-hangzhou"}]},
+        }
+    )
+    assert mapping.hss_location(ImageReference.parse("harbor.example.com/team/app:1")) == HssLocation(
+        "ap-southeast-1", "private_image"
+    )
+    assert mapping.acr_location(ImageReference.parse("nginx")) == AcrLocation("cn-hangzhou")
+    assert mapping.hss_location(ImageReference.parse("harbor.example.com:8443/team/app:1")) is None
