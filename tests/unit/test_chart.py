@@ -393,6 +393,9 @@ def test_handler_switches_are_the_apps_handlers() -> None:
     schema = yaml.safe_load((CHART_DIR / "values.schema.json").read_text())
     assert set(values["webhook"]["handlers"]) == HANDLER_IDS
     assert set(schema["properties"]["webhook"]["properties"]["handlers"]["properties"]) == HANDLER_IDS
+    for readme in (CHART_DIR / "README.md", REPO_ROOT / "README.md"):
+        missing = sorted(handler for handler in HANDLER_IDS if f"`/{handler}`" not in readme.read_text())
+        assert not missing, f"{readme.relative_to(REPO_ROOT)} does not list the webhook paths {missing}"
 
 
 @pytest.mark.parametrize(
@@ -535,7 +538,7 @@ def test_app_accepts_what_the_chart_configures(defaults: list[Doc]) -> None:
 
     parser = argparse.ArgumentParser()
     settings.add_run_arguments(parser)
-    known = {f"IMAGE_GATE_{action.dest.upper()}" for action in parser._actions}
+    known = {option.env for option in run_options()}
     configured = {name for name in env_of(deployment_container(defaults)) if name.startswith("IMAGE_GATE_")}
     assert configured <= known, f"variables image-gate does not read: {sorted(configured - known)}"
     args = parser.parse_args([])
