@@ -22,12 +22,14 @@ from cloudsim.catalogue import Catalogue
 from cloudsim.faults import Fault
 from cloudsim.sas import SIMULATOR, SasSimulator, build_app
 from cloudsim.server import SimState
+from image_gate.clouds import credentials as shared
 from image_gate.clouds.aliyun import (
     AliyunCredential,
     CredentialsError,
     CredentialsUnavailable,
     RrsaCredentials,
     StaticCredentials,
+    configured,
     fingerprint,
     from_environment,
 )
@@ -399,3 +401,21 @@ async def test_no_secret_in_logs(
         for secret in secrets:
             assert secret not in message, f"{record.name} logged a secret"
         assert credential.access_key_id not in message
+
+
+# --- the shared vocabulary ---------------------------------------------------------------------
+
+
+def test_configured_counts_any_variable_even_half_a_pair() -> None:
+    assert not configured({})
+    assert not configured({"ALIBABA_CLOUD_ACCESS_KEY_ID": "  "})
+    assert configured({"ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAI5tExampleKey0001"})  # half: from_environment says why
+    assert configured({"ALIBABA_CLOUD_ROLE_ARN": ROLE_ARN})
+    assert not configured({"HUAWEICLOUD_SDK_AK": "x"})
+
+
+def test_the_errors_are_the_shared_ones() -> None:
+    assert CredentialsError is shared.CredentialsError
+    assert issubclass(CredentialsUnavailable, shared.CredentialsError)
+    with pytest.raises(shared.CredentialsError):
+        from_environment({"ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAI5tExampleKey0001"})

@@ -35,7 +35,7 @@ from tests.recorder import Recorder
 API = "DescribeThing"
 KEY_ID = "AKIDEXAMPLEKEY000001"
 SECRET = "the-secret-key-value"
-IDENTITY = Identity("fp-1", (KEY_ID, SECRET))
+IDENTITY = Identity("fp-1", KEY_ID, (SECRET,))
 REQUEST = httpx.Request("GET", "https://cloud.example/thing")
 PLENTY = Rate(100, 1.0)
 
@@ -302,6 +302,9 @@ def test_an_identity_scrubs_its_key_by_the_shared_mask_and_hides_the_rest() -> N
     text = IDENTITY.scrub(f"key {KEY_ID}, secret {SECRET}, nothing else")
     assert text == f"key {mask(KEY_ID)}, secret <hidden>, nothing else"
     assert SECRET not in repr(IDENTITY)
+    assert KEY_ID not in repr(IDENTITY)
+    password_only = Identity("iam-1", secrets=("p4ssw0rd-long-enough",))
+    assert password_only.scrub("bad password p4ssw0rd-long-enough") == "bad password <hidden>"  # not even 4 chars
 
 
 async def test_credentials_are_fetched_within_the_deadline() -> None:

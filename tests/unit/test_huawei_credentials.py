@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from image_gate.clouds import credentials as shared
 from image_gate.clouds.credentials import mask
 from image_gate.clouds.huawei import (
     CredentialsError,
@@ -25,6 +26,8 @@ from image_gate.clouds.huawei import (
     IamTokenAuth,
     PodIdentityCredentials,
     StaticCredentials,
+    configured,
+    configured_iam_endpoint,
     default_auth,
     default_credentials,
     env_credentials,
@@ -423,3 +426,24 @@ def test_httpcore_header_logs_are_redacted() -> None:
         "[(b'Content-Type', b'application/json'), (b'X-Subject-Token', b'MIIsecret'), (b'X-Request-Id', b'abc')])"
     )
     assert redact(line) == line.replace("MIIsecret", "<redacted>")
+
+
+# -- the shared vocabulary ---------------------------------------------------------------------------------------
+
+
+def test_configured_counts_any_source_even_half_of_one() -> None:
+    assert not configured({})
+    assert not configured({"HUAWEICLOUD_SDK_AK": " "})
+    assert configured({"HUAWEICLOUD_SDK_AK": AK})  # half: default_auth says what is missing
+    assert configured({"HC_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:9/creds"})
+    assert configured({"HUAWEICLOUD_IAM_USERNAME": "image-gate"})
+    assert not configured({"ALIBABA_CLOUD_ACCESS_KEY_ID": "x"})
+    assert configured_iam_endpoint({}) is None
+    assert configured_iam_endpoint({"HUAWEICLOUD_SDK_IAM_ENDPOINT": "https://iam.example "}) == "https://iam.example"
+
+
+def test_the_errors_are_the_shared_ones() -> None:
+    assert CredentialsError is shared.CredentialsError
+    assert issubclass(CredentialsUnavailable, shared.CredentialsError)
+    with pytest.raises(shared.CredentialsError):
+        default_auth({"HUAWEICLOUD_SDK_AK": AK})

@@ -18,6 +18,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from image_gate.app.metrics import Metrics
 from image_gate.app.settings import Settings
 from image_gate.clouds import aliyun, huawei
+from image_gate.clouds.observe import CallObserver
 from image_gate.facts.resolver import CacheSettings, FactResolver, FactsObserver
 
 __all__ = ["StartupError", "fact_resolver"]
@@ -30,7 +31,7 @@ class StartupError(Exception):
 
 
 def huawei_client(
-    settings: Settings, *, observer: Metrics | None = None, environ: Mapping[str, str] | None = None
+    settings: Settings, *, observer: CallObserver | None = None, environ: Mapping[str, str] | None = None
 ) -> huawei.HssClient | None:
     env = os.environ if environ is None else environ
     if not huawei.configured(env):
@@ -53,7 +54,7 @@ def huawei_client(
 
 
 def aliyun_client(
-    settings: Settings, *, observer: Metrics | None = None, environ: Mapping[str, str] | None = None
+    settings: Settings, *, observer: CallObserver | None = None, environ: Mapping[str, str] | None = None
 ) -> aliyun.SasClient | None:
     env = os.environ if environ is None else environ
     if not aliyun.configured(env):
@@ -76,14 +77,22 @@ def aliyun_client(
 
 @asynccontextmanager
 async def fact_resolver(
-    settings: Settings, *, metrics: Metrics | None = None, environ: Mapping[str, str] | None = None
+    settings: Settings,
+    *,
+    metrics: Metrics | None = None,
+    environ: Mapping[str, str] | None = None,
+    calls: CallObserver | None = None,
 ) -> AsyncIterator[FactResolver]:
-    """A `FactResolver` over the configured clouds; closes everything on exit."""
+    """A `FactResolver` over the configured clouds; closes everything on exit.
+
+    ``calls`` hears of every cloud call instead of ``metrics`` (the Lease's call log, which forwards to them).
+    """
     async with AsyncExitStack() as stack:
-        hss = huawei_client(settings, observer=metrics, environ=environ)
+        call_observer = calls if calls is not None else metrics
+        hss = huawei_client(settings, observer=call_observer, environ=environ)
         if hss is not None:
             stack.push_async_callback(hss.aclose)
-        sas = aliyun_client(settings, observer=metrics, environ=environ)
+        sas = aliyun_client(settings, observer=call_observer, environ=environ)
         if sas is not None:
             stack.push_async_callback(sas.aclose)
         cache = CacheSettings(

@@ -23,14 +23,29 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Coroutine, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import httpx
 
 from image_gate.core.outcomes import Failure, TimedOut, Unavailable
 
-__all__ = ["Refresher", "TlsVerify", "WallClock", "fingerprint", "json_object", "tls_verify", "transport_failure"]
+if TYPE_CHECKING:
+    from typing import Self
+
+__all__ = [
+    "AsyncClosing",
+    "Refresher",
+    "TlsVerify",
+    "WallClock",
+    "fingerprint",
+    "first_text",
+    "http_client",
+    "json_object",
+    "tls_verify",
+    "transport_failure",
+]
 
 T = TypeVar("T")
 
@@ -55,6 +70,28 @@ def tls_verify(verify: TlsVerify) -> bool | ssl.SSLContext:
     return ssl.create_default_context(cafile=os.fspath(verify))
 
 
+def http_client(
+    *,
+    auth: httpx.Auth,
+    verify: TlsVerify,
+    transport: httpx.AsyncBaseTransport | None,
+    headers: dict[str, str],
+    base_url: str = "",
+) -> httpx.AsyncClient:
+    """The pooled connections of one cloud client: its signer, the TLS it trusts, never a redirect.
+
+    A redirect would carry a signed request to a host that did not ask for it.
+    """
+    return httpx.AsyncClient(
+        base_url=base_url,
+        auth=auth,
+        verify=tls_verify(verify),
+        transport=transport,
+        headers=headers,
+        follow_redirects=False,
+    )
+
+
 def transport_failure(exc: BaseException, *, cloud: str, api: str) -> Failure:
     """The outcome for a call that got no HTTP answer: timed out, or could not connect / was cut off."""
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
@@ -74,6 +111,32 @@ def json_object(response: httpx.Response) -> dict[str, Any] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def first_text(body: Mapping[str, object] | None, *names: str) -> str | None:
+    """The first of ``names`` that ``body`` holds as a non-empty string (vendors spell fields several ways)."""
+    if body is None:
+        return None
+    for name in names:
+        value = body.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+class AsyncClosing:
+    """``async with`` for anything that has an ``aclose``: the clients hold connection pools."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
 
 
 class Refresher(Generic[T]):

@@ -27,7 +27,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import httpx
 
@@ -43,6 +43,7 @@ __all__ = [
     "Answer",
     "AnsweredNotFound",
     "Call",
+    "CallOptions",
     "CallPipeline",
     "Identity",
     "credentials_within",
@@ -69,17 +70,21 @@ def default_quota_margin(rate: Rate) -> float:
 class Identity:
     """Who a call is made as: the fingerprint keys the quota and names the caller in logs.
 
-    ``secrets`` are what an upstream might echo back in an error message: the
-    first (the key id) is replaced by its mask, the others entirely.
+    ``key_id`` and ``secrets`` are what an upstream might echo back in an error
+    message: the key id is replaced by its `mask`, a secret by ``<hidden>``.
     """
 
     fingerprint: str
+    key_id: str | None = field(default=None, repr=False)
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
     def scrub(self, text: str) -> str:
-        for index, secret in enumerate(self.secrets):
+        """``text`` without any credential of this identity in it."""
+        for secret in self.secrets:
             if secret and secret in text:
-                text = text.replace(secret, mask(secret) if index == 0 else "<hidden>")
+                text = text.replace(secret, "<hidden>")
+        if self.key_id and self.key_id in text:
+            text = text.replace(self.key_id, mask(self.key_id))
         return text
 
 
@@ -119,12 +124,30 @@ class Call:
     """Where the call went (a region), for the DEBUG line."""
 
 
+class CallOptions(TypedDict, total=False):
+    """The keywords of `CallPipeline`, which each client takes as its own and passes on unchanged."""
+
+    rate: Rate
+    rates: Mapping[str, Rate] | None
+    quota: QuotaBook | None
+    quota_margin: float | None
+    call_budget: float
+    retry: RetryPolicy
+    observer: CallObserver | None
+    clock: Clock
+    sleep: Sleep
+    rng: Callable[[], float]
+
+
 class CallPipeline:
     """Quota, deadline, retries, classification and observation of every call of one cloud.
 
     ``rate`` is the quota per API per credential, as the cloud states it
     (``rates`` per API name overrides it); the limiter spaces calls
     ``quota_margin`` seconds further apart (default: `default_quota_margin`).
+    A wait for the quota leaves at least ``call_budget`` seconds of the
+    deadline for the call itself, else the call is `Throttled` at once: a
+    slot taken with no time left to use it would be spent for nothing.
     """
 
     def __init__(

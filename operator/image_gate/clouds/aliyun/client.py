@@ -21,24 +21,20 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from image_gate.clouds._common import TlsVerify, WallClock, json_object, tls_verify
+from image_gate.clouds._common import AsyncClosing, TlsVerify, WallClock, first_text, http_client, json_object
 from image_gate.clouds.aliyun.credentials import AliyunCredential, AliyunCredentialsProvider, StaticCredentials
 from image_gate.clouds.aliyun.signer import AliyunSigner, random_nonce
-from image_gate.clouds.observe import CallObserver
-from image_gate.clouds.pipeline import Answer, Call, CallPipeline, Identity
-from image_gate.clouds.quota import QuotaBook, Rate
-from image_gate.clouds.retry import RetryPolicy
-from image_gate.core.clock import Clock, Deadline, Sleep, monotonic, sleep
+from image_gate.clouds.pipeline import Answer, Call, CallOptions, CallPipeline, Identity
+from image_gate.clouds.quota import Rate
+from image_gate.core.clock import Deadline
 from image_gate.core.images import ImageReference
 from image_gate.core.locations import AcrLocation, AliyunSite
 from image_gate.core.outcomes import (
@@ -52,6 +48,9 @@ from image_gate.core.outcomes import (
     Unauthorized,
     Unavailable,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack is Python 3.12
 
 __all__ = [
     "DEFAULT_RATE",
@@ -71,8 +70,6 @@ SAS_ENDPOINTS: Mapping[str, str] = {
 }
 DEFAULT_RATE = Rate(5, 1.0)
 """SAS publishes no quota; "single-digit QPS per account" is the working assumption."""
-
-DEFAULT_RETRY = RetryPolicy()
 
 THROTTLING_CODES = frozenset({"Throttling", "Throttling.User", "Throttling.Api"})
 UNAUTHORIZED_CODES = frozenset(
@@ -135,9 +132,9 @@ def _milliseconds(text: str) -> float:
 def classify_error(response: httpx.Response, *, api: str) -> Failure:
     """The outcome for an HTTP 4xx/5xx answer, read as the SDK reads error bodies."""
     body = json_object(response) or {}
-    code = _text(body, "Code", "code")
-    message = _text(body, "Message", "message")
-    request_id = _text(body, "RequestId", "requestId")
+    code = first_text(body, "Code", "code")
+    message = first_text(body, "Message", "message")
+    request_id = first_text(body, "RequestId", "requestId")
     status = response.status_code
     detail = f"HTTP {status}" + (f": {message[:300]}" if message else "")
     common: dict[str, Any] = {"cloud": CLOUD, "api": api, "detail": detail, "code": code, "request_id": request_id}
@@ -153,11 +150,11 @@ def classify_error(response: httpx.Response, *, api: str) -> Failure:
     return BadResponse(**common)
 
 
-class SasClient:
+class SasClient(AsyncClosing):
     """Looks images up in Security Center. One pooled connection set; close it with `aclose`.
 
-    ``rate`` is the quota per API per account; ``quota_margin``,
-    ``call_budget`` and ``retry`` are those of the `CallPipeline`.
+    ``rate`` (default `DEFAULT_RATE`) and the other `CallOptions` pace,
+    bound, retry and observe the calls (see `CallPipeline`).
     """
 
     def __init__(
@@ -167,20 +164,12 @@ class SasClient:
         site: AliyunSite = "china",
         endpoint: str | None = None,
         verify: TlsVerify = True,
-        quota: QuotaBook | None = None,
-        rate: Rate = DEFAULT_RATE,
-        quota_margin: float | None = None,
-        call_budget: float = 0.5,
-        retry: RetryPolicy = DEFAULT_RETRY,
-        observer: CallObserver | None = None,
-        clock: Clock = monotonic,
-        sleep: Sleep = sleep,
-        rng: Callable[[], float] = random.random,
         wall_clock: WallClock = time.time,
         nonce: Callable[[], str] = random_nonce,
         page_size: int = 50,
         max_pages: int = 20,
         transport: httpx.AsyncBaseTransport | None = None,
+        **calls: Unpack[CallOptions],
     ) -> None:
         self._credentials: AliyunCredentialsProvider = (
             StaticCredentials(credentials) if isinstance(credentials, AliyunCredential) else credentials
@@ -188,27 +177,16 @@ class SasClient:
         self.endpoint = (endpoint or SAS_ENDPOINTS[site]).rstrip("/")
         if "://" not in self.endpoint:
             self.endpoint = f"https://{self.endpoint}"
-        self._pipeline = CallPipeline(
-            CLOUD,
-            rate=rate,
-            quota=quota,
-            quota_margin=quota_margin,
-            call_budget=call_budget,
-            retry=retry,
-            observer=observer,
-            clock=clock,
-            sleep=sleep,
-            rng=rng,
-        )
+        calls.setdefault("rate", DEFAULT_RATE)
+        self._pipeline = CallPipeline(CLOUD, **calls)
         self._page_size = page_size
         self._max_pages = max_pages
-        self._http = httpx.AsyncClient(
+        self._http = http_client(
             base_url=self.endpoint,
             auth=AliyunSigner(self._credentials, clock=wall_clock, nonce=nonce),
-            verify=tls_verify(verify),
+            verify=verify,
             transport=transport,
             headers={"accept": "application/json", "user-agent": "image-gate"},
-            follow_redirects=False,
         )
 
     def __repr__(self) -> str:
@@ -218,14 +196,6 @@ class SasClient:
         """Close the connection pool, and the credential provider's (RRSA keeps one to STS)."""
         await self._http.aclose()
         await self._credentials.aclose()
-
-    async def __aenter__(self) -> SasClient:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def find_repository(
         self, image: ImageReference, location: AcrLocation, *, deadline: Deadline
@@ -351,15 +321,7 @@ class SasClient:
             raise LookupFailed(
                 BadResponse(cloud=CLOUD, api=api, detail=f"HTTP {response.status_code} with a body that is not JSON")
             )
-        return Answer(body, _text(body, "RequestId", "requestId"))
-
-
-def _text(body: Mapping[str, Any], *names: str) -> str | None:
-    for name in names:
-        value = body.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return None
+        return Answer(body, first_text(body, "RequestId", "requestId"))
 
 
 def _digest_label(answer: Answer) -> str:

@@ -42,7 +42,15 @@ from typing import Protocol
 
 import httpx
 
-from image_gate.clouds._common import Refresher, TlsVerify, WallClock, fingerprint, json_object, tls_verify
+from image_gate.clouds._common import (
+    Refresher,
+    TlsVerify,
+    WallClock,
+    fingerprint,
+    first_text,
+    json_object,
+    tls_verify,
+)
 from image_gate.clouds.credentials import CredentialsError, CredentialsProvider, CredentialsUnavailable, any_set, mask
 
 __all__ = [
@@ -117,11 +125,6 @@ class AliyunCredential:
     @property
     def is_sts(self) -> bool:
         return bool(self.security_token)
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """The key id first, then what must never be shown at all: for scrubbing echoed text."""
-        return tuple(s for s in (self.access_key_id, self.access_key_secret, self.security_token) if s)
 
     def __repr__(self) -> str:
         text = f"AliyunCredential(access_key_id={mask(self.access_key_id)!r}, sts={self.is_sts}"
@@ -265,10 +268,10 @@ class RrsaCredentials:
                 f"STS AssumeRoleWithOIDC at {self.sts_endpoint} failed: {type(exc).__name__}"
             ) from None
         body = json_object(response)
-        request_id = _text(body, "RequestId", "requestId")
+        request_id = first_text(body, "RequestId", "requestId")
         if response.status_code != 200:
-            code = _text(body, "Code", "code")
-            message = (_text(body, "Message", "message") or "").replace(token, "<token>")[:300]
+            code = first_text(body, "Code", "code")
+            message = (first_text(body, "Message", "message") or "").replace(token, "<token>")[:300]
             error = CredentialsUnavailable if response.status_code >= 500 else CredentialsError
             raise error(
                 f"STS AssumeRoleWithOIDC refused role {self.role_arn} (HTTP {response.status_code}, "
@@ -366,16 +369,6 @@ def _endpoint_url(endpoint: str) -> str:
 
 def _iso(epoch_seconds: float) -> str:
     return datetime.fromtimestamp(int(epoch_seconds), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _text(body: Mapping[str, object] | None, *names: str) -> str | None:
-    if body is None:
-        return None
-    for name in names:
-        item = body.get(name)
-        if isinstance(item, str) and item:
-            return item
-    return None
 
 
 def _read_sts_credentials(body: Mapping[str, object] | None) -> AliyunCredential | None:

@@ -1,8 +1,9 @@
 """
-Reading HSS's answers: error bodies the way the SDK reads them, and the two lists HSS returns.
+Reading HSS's answers: which outcome an HTTP answer means, error bodies the way the SDK
+reads them, and the two lists HSS returns.
 
-Pure functions of an `Answer` (or a JSON object): a malformed answer is a
-`BadResponse` raised as `LookupFailed`, named after the API that gave it.
+Pure functions of a response, an `Answer` or a JSON object: a failure is raised
+as `LookupFailed`, named after the API that gave it.
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from image_gate.clouds.pipeline import Answer
+import httpx
+
+from image_gate.clouds._common import json_object
+from image_gate.clouds.pipeline import Answer, AnsweredNotFound, Identity
 from image_gate.core.images import ImageReference
-from image_gate.core.outcomes import BadResponse, BaseImage, LookupFailed
+from image_gate.core.outcomes import BadResponse, BaseImage, LookupFailed, Throttled, Unauthorized, Unavailable
 
 __all__ = [
     "CLOUD",
     "RegistryImage",
     "bad_answer",
     "base_image_info",
+    "classify",
     "error_fields",
     "is_empty",
     "list_page",
@@ -32,6 +37,13 @@ __all__ = [
 ]
 
 CLOUD = "huawei"
+
+_UNAUTHORIZED_CODES = frozenset(
+    {"APIGW.0301", "APIGW.0302", "APIGW.0303", "APIG.0301", "APIG.0302", "APIG.0303", "HSS.0010", "HSS.0013"}
+)
+_THROTTLED_CODES = frozenset({"APIGW.0308", "APIG.0308"})
+_NOT_FOUND_CODES = frozenset({"HSS.0011"})
+_MAX_DETAIL = 300
 
 T = TypeVar("T")
 
@@ -94,6 +106,48 @@ def retry_after(value: str | None, *, default: float) -> float:
             return default
         return max(0.0, when.timestamp() - time.time())
     return default
+
+
+def classify(api: str, response: httpx.Response, identity: Identity, *, throttled_for: float) -> Answer:
+    """The JSON of a 2xx answer; anything else raised as the `Failure` it means.
+
+    A throttled answer without ``Retry-After`` is held for ``throttled_for``
+    seconds (the quota's period); an echoed credential is scrubbed from messages.
+    """
+    status = response.status_code
+    request_id = response.headers.get("X-Request-Id") or response.headers.get("x-request-id")
+    data = json_object(response)
+    if 200 <= status < 300:
+        if data is None:
+            raise LookupFailed(
+                BadResponse(
+                    cloud=CLOUD,
+                    api=api,
+                    detail=f"HTTP {status} with a body that is not a JSON object "
+                    f"({response.headers.get('Content-Type', 'no content type')})",
+                    request_id=request_id,
+                )
+            )
+        return Answer(data, request_id, "not found" if is_empty(data) else "found")
+
+    code, message = error_fields(data) if data is not None else (None, None)
+    if message is None:
+        message = response.text[:_MAX_DETAIL] if data is None else None
+    message = identity.scrub(message or response.reason_phrase or "no message")[:_MAX_DETAIL]
+    request_id = request_id or (data.get("request_id") if data and isinstance(data.get("request_id"), str) else None)
+    common: dict[str, Any] = {"cloud": CLOUD, "api": api, "code": code, "request_id": request_id}
+    if status == 429 or code in _THROTTLED_CODES:
+        wait = retry_after(response.headers.get("Retry-After"), default=throttled_for)
+        detail = f"HSS throttled the call (HTTP {status}): {message}"
+        raise LookupFailed(Throttled(detail=detail, retry_after=wait, **common))
+    if status in (401, 403) or code in _UNAUTHORIZED_CODES:
+        detail = f"HTTP {status}: {message} (credentials {identity.fingerprint})"
+        raise LookupFailed(Unauthorized(detail=detail, **common))
+    if code in _NOT_FOUND_CODES:
+        raise AnsweredNotFound(request_id)
+    if status >= 500:
+        raise LookupFailed(Unavailable(detail=f"HTTP {status}: {message}", **common))
+    raise LookupFailed(BadResponse(detail=f"HSS rejected the request (HTTP {status}): {message}", **common))
 
 
 def bad_answer(api: str, detail: str, answer: Answer) -> LookupFailed:

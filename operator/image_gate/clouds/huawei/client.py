@@ -19,50 +19,45 @@ raise for anything the cloud or the network does.
 from __future__ import annotations
 
 import logging
-import random
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import httpx
 
-from image_gate.clouds._common import TlsVerify, json_object, tls_verify
+from image_gate.clouds._common import AsyncClosing, TlsVerify, http_client
 from image_gate.clouds.huawei._logs import install_redaction
 from image_gate.clouds.huawei.answers import (
     CLOUD,
     RegistryImage,
     base_image_info,
-    error_fields,
-    is_empty,
+    classify,
     list_page,
     normalise_digest,
     pick,
     registry_image,
-    retry_after,
 )
 from image_gate.clouds.huawei.iam import REGION_EXTENSION, IamTokenAuth
 from image_gate.clouds.huawei.projects import API_LIST_PROJECTS, ProjectIds
 from image_gate.clouds.huawei.signer import HuaweiSigner
-from image_gate.clouds.observe import CallObserver
-from image_gate.clouds.pipeline import Answer, AnsweredNotFound, Call, CallPipeline, Identity, credentials_within
-from image_gate.clouds.quota import QuotaBook, Rate, SlidingWindowLimiter
-from image_gate.clouds.retry import RetryPolicy
-from image_gate.core.clock import Clock, Deadline, Sleep, monotonic, sleep
+from image_gate.clouds.pipeline import (
+    Answer,
+    AnsweredNotFound,
+    Call,
+    CallOptions,
+    CallPipeline,
+    Identity,
+    credentials_within,
+)
+from image_gate.clouds.quota import Rate, SlidingWindowLimiter
+from image_gate.core.clock import Deadline
 from image_gate.core.images import ImageReference
 from image_gate.core.locations import HssLocation
-from image_gate.core.outcomes import (
-    BadResponse,
-    BaseImage,
-    Found,
-    LookupFailed,
-    NotFound,
-    Outcome,
-    Throttled,
-    Unauthorized,
-    Unavailable,
-)
+from image_gate.core.outcomes import BaseImage, Found, LookupFailed, NotFound, Outcome
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack is Python 3.12
 
 __all__ = [
     "API_BASE_IMAGE",
@@ -81,13 +76,6 @@ API_BASE_IMAGE = "ListImageBasicImage"
 DEFAULT_RATE = Rate(5, 60.0)
 """HSS's published quota: 5 calls per minute per user on each API."""
 
-_UNAUTHORIZED_CODES = frozenset(
-    {"APIGW.0301", "APIGW.0302", "APIGW.0303", "APIG.0301", "APIG.0302", "APIG.0303", "HSS.0010", "HSS.0013"}
-)
-_THROTTLED_CODES = frozenset({"APIGW.0308", "APIG.0308"})
-_NOT_FOUND_CODES = frozenset({"HSS.0011"})
-_MAX_DETAIL = 300
-_DEFAULT_RETRY = RetryPolicy()
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +94,7 @@ class _Caller:
     project_id: str | None
 
 
-class HssClient:
+class HssClient(AsyncClosing):
     """Looks up SWR images in HSS over one pooled HTTPS connection pool.
 
     ``auth`` is a `HuaweiSigner` (AK/SK, permanent or temporary) or an
@@ -117,9 +105,8 @@ class HssClient:
     ``https://iam.{region}.myhuaweicloud.com``, used to find a region's
     project id when neither the location nor the credentials give one.
 
-    ``rate`` is the quota per API per credential (``rates`` per API name
-    overrides it); ``quota_margin``, ``call_budget`` and ``retry`` are those
-    of the `CallPipeline`.
+    ``rate`` (default `DEFAULT_RATE`, per API per credential) and the other
+    `CallOptions` pace, bound, retry and observe the calls (see `CallPipeline`).
     """
 
     def __init__(
@@ -129,59 +116,27 @@ class HssClient:
         endpoint: str | None = None,
         iam_endpoint: str | None = None,
         verify: TlsVerify = True,
-        quota: QuotaBook | None = None,
-        rate: Rate = DEFAULT_RATE,
-        rates: Mapping[str, Rate] | None = None,
-        quota_margin: float | None = None,
-        call_budget: float = 0.5,
-        retry: RetryPolicy = _DEFAULT_RETRY,
-        observer: CallObserver | None = None,
-        clock: Clock = monotonic,
-        sleep: Sleep = sleep,
-        rng: Callable[[], float] = random.random,
         page_size: int = 200,
         max_pages: int = 5,
         transport: httpx.AsyncBaseTransport | None = None,
+        **calls: Unpack[CallOptions],
     ) -> None:
         if not 1 <= page_size <= 200:
             raise ValueError("page_size must be within 1..200 (HSS's limit)")
         install_redaction()
         self._auth = auth
         self._endpoint = endpoint.rstrip("/") if endpoint else None
-        self._pipeline = CallPipeline(
-            CLOUD,
-            rate=rate,
-            rates=rates,
-            quota=quota,
-            quota_margin=quota_margin,
-            call_budget=call_budget,
-            retry=retry,
-            observer=observer,
-            clock=clock,
-            sleep=sleep,
-            rng=rng,
-        )
+        calls.setdefault("rate", DEFAULT_RATE)
+        self._pipeline = CallPipeline(CLOUD, **calls)
         self._page_size = page_size
         self._max_pages = max_pages
-        self._projects = ProjectIds(self._get, endpoint=iam_endpoint)
-        self._http = httpx.AsyncClient(
-            auth=auth,
-            verify=tls_verify(verify),
-            transport=transport,
-            headers={"User-Agent": "image-gate (huawei-hss)"},
-            follow_redirects=False,
+        self._projects = ProjectIds(self._request, endpoint=iam_endpoint)
+        self._http = http_client(
+            auth=auth, verify=verify, transport=transport, headers={"User-Agent": "image-gate (huawei-hss)"}
         )
 
     def __repr__(self) -> str:
         return f"HssClient(auth={self._auth!r}, endpoint={self._endpoint or 'https://hss.{region}.myhuaweicloud.com'})"
-
-    async def __aenter__(self) -> HssClient:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     async def aclose(self) -> None:
         """Close the connection pool and the credential sources."""
@@ -333,9 +288,10 @@ class HssClient:
     async def _caller(self, api: str, deadline: Deadline) -> _Caller:
         auth = self._auth
         if isinstance(auth, IamTokenAuth):
-            return _Caller(Identity(auth.fingerprint, (auth.password.password,)), None)
+            return _Caller(Identity(auth.fingerprint, secrets=(auth.password.password,)), None)
         credentials = await credentials_within(auth.current, cloud=CLOUD, api=api, deadline=deadline)
-        return _Caller(Identity(credentials.fingerprint, credentials.secrets), credentials.project_id)
+        secrets = tuple(s for s in (credentials.sk, credentials.security_token) if s)
+        return _Caller(Identity(credentials.fingerprint, credentials.ak, secrets), credentials.project_id)
 
     async def _call(
         self,
@@ -347,76 +303,35 @@ class HssClient:
         region: str,
         deadline: Deadline,
     ) -> Answer:
+        """A call to HSS as whoever the credentials are now (they may have been renewed since the last)."""
         caller = await self._caller(api, deadline)
-        return await self._send_through_pipeline(api, url, params, headers, region, caller.identity, deadline)
+        return await self._request(api, url, params, region, caller.identity, deadline, headers=headers)
 
-    async def _get(
-        self, api: str, url: str, params: Mapping[str, str], region: str, identity: Identity, deadline: Deadline
-    ) -> Answer:
-        """A GET without HSS's headers (IAM's API)."""
-        return await self._send_through_pipeline(api, url, params, {}, region, identity, deadline)
-
-    async def _send_through_pipeline(
+    async def _request(
         self,
         api: str,
         url: str,
         params: Mapping[str, str],
-        headers: Mapping[str, str],
         region: str,
         identity: Identity,
         deadline: Deadline,
+        *,
+        headers: Mapping[str, str] | None = None,
     ) -> Answer:
+        """One GET through the pipeline: HSS's, or IAM's for `ProjectIds` (which needs no extra headers)."""
+
         async def send(remaining: float) -> httpx.Response:
             request = self._http.build_request(
                 "GET",
                 url,
                 params=params,
-                headers=dict(headers),
+                headers=dict(headers or {}),
                 timeout=httpx.Timeout(remaining),
                 extensions={REGION_EXTENSION: region},
             )
             return await self._http.send(request)
 
-        def classify(response: httpx.Response) -> Answer:
-            return self._classify(api, response, identity)
+        def read(response: httpx.Response) -> Answer:
+            return classify(api, response, identity, throttled_for=self.rate(api).period)
 
-        return await self._pipeline.call(Call(api, send, classify, identity, where=region), deadline=deadline)
-
-    def _classify(self, api: str, response: httpx.Response, identity: Identity) -> Answer:
-        """The JSON of a 2xx answer; anything else raised as the `Failure` it means."""
-        status = response.status_code
-        request_id = response.headers.get("X-Request-Id") or response.headers.get("x-request-id")
-        data = json_object(response)
-        if 200 <= status < 300:
-            if data is None:
-                raise LookupFailed(
-                    BadResponse(
-                        cloud=CLOUD,
-                        api=api,
-                        detail=f"HTTP {status} with a body that is not a JSON object "
-                        f"({response.headers.get('Content-Type', 'no content type')})",
-                        request_id=request_id,
-                    )
-                )
-            return Answer(data, request_id, "not found" if is_empty(data) else "found")
-
-        code, message = error_fields(data) if data is not None else (None, None)
-        if message is None:
-            message = response.text[:_MAX_DETAIL] if data is None else None
-        message = identity.scrub(message or response.reason_phrase or "no message")[:_MAX_DETAIL]
-        request_id = request_id or (
-            data.get("request_id") if data and isinstance(data.get("request_id"), str) else None
-        )
-        common: dict[str, Any] = {"cloud": CLOUD, "api": api, "code": code, "request_id": request_id}
-        if status == 429 or code in _THROTTLED_CODES:
-            wait = retry_after(response.headers.get("Retry-After"), default=self.rate(api).period)
-            detail = f"HSS throttled the call (HTTP {status}): {message}"
-            raise LookupFailed(Throttled(detail=detail, retry_after=wait, **common))
-        if status in (401, 403) or code in _UNAUTHORIZED_CODES:
-            detail = f"HTTP {status}: {message} (credentials {identity.fingerprint})"
-            raise LookupFailed(Unauthorized(detail=detail, **common))
-        if code in _NOT_FOUND_CODES:
-            raise AnsweredNotFound(request_id)
-        if status >= 500:
-            raise LookupFailed(Unavailable(detail=f"HTTP {status}: {message}", **common))
-        raise LookupFailed(BadResponse(detail=f"HSS rejected the request (HTTP {status}): {message}", **common))
+        return await self._pipeline.call(Call(api, send, read, identity, where=region), deadline=deadline)

@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 
 from image_gate.clouds import _common
-from image_gate.clouds._common import Refresher, TlsVerify, WallClock, json_object, tls_verify
+from image_gate.clouds._common import Refresher, TlsVerify, WallClock, first_text, json_object, tls_verify
 from image_gate.clouds.credentials import CredentialsError, CredentialsProvider, CredentialsUnavailable, mask
 
 __all__ = [
@@ -97,11 +97,6 @@ class HuaweiCredentials:
     def fingerprint(self) -> str:
         return fingerprint(self.ak)
 
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """The AK first, then what must never be shown at all: for scrubbing echoed text."""
-        return tuple(s for s in (self.ak, self.sk, self.security_token) if s)
-
     def __repr__(self) -> str:
         token = ", security_token=<hidden>" if self.security_token else ""
         project = f", project_id={self.project_id!r}" if self.project_id else ""
@@ -160,14 +155,6 @@ def parse_expiry(value: object) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
-
-
-def _first(data: Mapping[str, Any], *keys: str) -> str | None:
-    for key in keys:
-        value = data.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return None
 
 
 class PodIdentityCredentials:
@@ -259,17 +246,17 @@ class PodIdentityCredentials:
         if response.status_code != 200:
             detail = ""
             if data is not None:
-                code = _first(data, "error_code", "errorCode", "code")
-                message = _first(data, "error_msg", "errorMsg", "message")
+                code = first_text(data, "error_code", "errorCode", "code")
+                message = first_text(data, "error_msg", "errorMsg", "message")
                 detail = ": " + " ".join(part for part in (code, message) if part).replace(token, "<token>")[:200]
             error = CredentialsUnavailable if response.status_code >= 500 else CredentialsError
             raise error(f"CCE Pod Identity at {self.uri} answered HTTP {response.status_code}{detail}")
         body = data.get("credentials", data.get("credential", data)) if data is not None else None
         if not isinstance(body, Mapping):
             raise CredentialsError(f"CCE Pod Identity at {self.uri} answered without credentials")
-        ak = _first(body, "accessKeyId", "access", "access_key_id")
-        sk = _first(body, "secretAccessKey", "secret", "secret_access_key")
-        security_token = _first(body, "securityToken", "securitytoken", "security_token")
+        ak = first_text(body, "accessKeyId", "access", "access_key_id")
+        sk = first_text(body, "secretAccessKey", "secret", "secret_access_key")
+        security_token = first_text(body, "securityToken", "securitytoken", "security_token")
         if not ak or not sk:
             raise CredentialsError(f"CCE Pod Identity at {self.uri} answered without an AK/SK")
         try:
