@@ -6,7 +6,8 @@ in well under a millisecond; the assertions allow 5 ms for a loaded machine and 
 
 Each match is timed a few times and the fastest run counts: on a shared machine a single run can be
 preempted for tens of milliseconds, which says nothing about the matcher, while a backtracking matcher is
-slow on every run.
+slow on every run. Hypothesis' own per-example deadline is off: on a shared machine it would time the
+machine; the time that matters is asserted here, per match.
 """
 
 import functools
@@ -69,17 +70,15 @@ def test_the_worst_globs_the_crd_allows_against_the_longest_image() -> None:
 _WORST_SEEN = [0.0]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(images(long=True), st.lists(st.sampled_from(GLOB_PIECES), min_size=1, max_size=200).map("".join))
 def test_random_globs_against_random_legal_images_are_fast(image: Image, text: str) -> None:
     glob = ImageGlob.compile(text[:_LONGEST_GLOB])
     _, seconds = _timed_match(glob, ImageReference.parse(image.text))
-    _WORST_SEEN[0] = max(_WORST_SEEN[0], seconds)
+    if seconds > _WORST_SEEN[0]:
+        _WORST_SEEN[0] = seconds
+        print(f"slowest random match so far: {seconds * 1e3:.3f} ms ({len(glob.text)}-character glob)")
     assert seconds < _BUDGET_SECONDS, f"{seconds * 1e3:.3f} ms"
-
-
-def test_print_the_worst_random_match() -> None:
-    print(f"worst random match: {_WORST_SEEN[0] * 1e3:.3f} ms")
 
 
 def _reference_match(glob: str, text: str) -> bool:
@@ -102,7 +101,7 @@ def _reference_match(glob: str, text: str) -> bool:
     return match(0, 0)
 
 
-@settings(max_examples=500)
+@settings(max_examples=300, deadline=None)
 @given(images(), globs(max_pieces=10))
 def test_the_matcher_agrees_with_the_definition(image: Image, text: str) -> None:
     reference = ImageReference.parse(image.text)
@@ -113,6 +112,7 @@ def test_the_matcher_agrees_with_the_definition(image: Image, text: str) -> None
     assert glob.matches(reference) is expected
 
 
+@settings(deadline=None)
 @given(images())
 def test_a_glob_made_from_the_image_matches_it(image: Image) -> None:
     reference = ImageReference.parse(image.text)

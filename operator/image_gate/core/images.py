@@ -211,6 +211,9 @@ def _split_registry(reference: str, name: str) -> tuple[str, str]:
     looks_like_registry = bool(sep) and ("." in first or ":" in first or first == "localhost" or first.lower() != first)
     if looks_like_registry:
         if not _DOMAIN.fullmatch(first):
+            # Stricter than distribution on purpose: it reads "a_b.com/x" as a path with no domain at all,
+            # yet a runtime then pulls from the host "a_b.com". Judging it as Docker Hub would let an image
+            # from elsewhere meet docker.io's policies; refused, it is a violation that says why.
             raise InvalidImageReference(reference, f"{first!r} is not a valid registry host")
         host, _, port = first.rpartition(":") if first.rfind(":") > first.rfind("]") else (first, "", "")
         if len(host) > _MAX_HOST_LENGTH or len(port) > _MAX_PORT_DIGITS:
