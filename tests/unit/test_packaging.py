@@ -19,9 +19,9 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEVELOPMENT_ONLY = ("cloudsim", "harness", "tests", "bench", "dev")
 
-# Environments, caches and build output: not sources, and large (.venv, .mypy_cache).
+# Environments, caches, build output and image archives: not sources, and large (.venv, .mypy_cache).
 _NOT_SOURCES = shutil.ignore_patterns(
-    ".git", ".venv", "*_cache", ".hypothesis", "__pycache__", "*.egg-info", "build", "dist", ".bin"
+    ".git", ".venv", "*_cache", ".hypothesis", "__pycache__", "*.egg-info", "build", "dist", ".bin", "*.tar", "*.whl"
 )
 
 
