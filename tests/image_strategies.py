@@ -51,6 +51,7 @@ KNOWN_HOSTS = (
     "localhost",
     "10.0.0.5",
     "[fc00::1]",
+    "registry",
 )
 DOCKER_HUB_SPELLINGS = ("docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com")
 
@@ -72,8 +73,12 @@ class Image:
 @st.composite
 def images(draw: st.DrawFn, *, long: bool = False) -> Image:
     random_host = st.lists(_label(), min_size=1, max_size=4).map(lambda labels: ".".join([*labels, "com"]))
-    host = draw(st.one_of(st.sampled_from(KNOWN_HOSTS), random_host))
-    port = draw(st.sampled_from(["", "", ":5000", ":8443"]))
+    host = draw(st.one_of(st.sampled_from(KNOWN_HOSTS), random_host, _label()))
+    if "." in host or host == "localhost" or host.startswith("["):
+        port = draw(st.sampled_from(["", "", ":5000", ":8443"]))
+    else:
+        # A single-label host is a host only with a port; its canonical form keeps ":443".
+        port = draw(st.sampled_from([":443", ":5000"]))
     components = draw(st.lists(_component(), min_size=2, max_size=4))
     if long:
         # Up to the longest a path may be (255), plus the longest tag and a digest.
@@ -96,6 +101,8 @@ def spellings(draw: st.DrawFn, image: Image) -> str:
     upper = draw(st.lists(st.booleans(), min_size=len(host), max_size=len(host)))
     host = "".join(ch.upper() if flip else ch for ch, flip in zip(host, upper, strict=True))
     port = image.port or draw(st.sampled_from(["", ":443"]))
+    if port == ":443" and "." not in host and host.lower() != host and draw(st.booleans()):
+        port = ""  # "Registry/app": upper case alone makes a single label a host, on port 443
     return f"{host}{port}/{image.rest}"
 
 

@@ -36,6 +36,8 @@ def test_a_spelling_is_judged_like_the_canonical_image(data: st.DataObject, imag
     spelled = data.draw(spellings(image))
     canonical, other = ImageReference.parse(image.text), ImageReference.parse(spelled)
     assert other == canonical
+    assert canonical.normalized.startswith(f"{image.host}{image.port}/"), "the strategy draws canonical images"
+    assert ImageReference.parse(canonical.normalized) == canonical, "the canonical form reads back as itself"
     assert other.normalized == canonical.normalized
     assert [glob.matches(other) for glob in _POLICY_GLOBS] == [glob.matches(canonical) for glob in _POLICY_GLOBS]
     assert _MAPPING.hss_location(other) == _MAPPING.hss_location(canonical)

@@ -130,7 +130,10 @@ SWR_IMAGE = "swr.cn-north-4.myhuaweicloud.com/org/app:1"
         ("registry.hub.docker.com/bitnami/redis:7", "docker.io/bitnami/redis:7"),
         ("Index.Docker.IO:443/nginx", "docker.io/library/nginx:latest"),
         ("LOCALHOST/app", "localhost/app:latest"),
-        ("Docker/app", "docker/app:latest"),
+        ("Docker/app", "docker:443/app:latest"),
+        ("registry:443/app", "registry:443/app:latest"),
+        ("REGISTRY:443/app", "registry:443/app:latest"),
+        ("registry:5000/app", "registry:5000/app:latest"),
         ("[FC00::1]:443/app", "[fc00::1]/app:latest"),
     ],
 )
@@ -190,3 +193,12 @@ def test_hosts_and_ports_no_node_could_reach_are_refused(registry: str) -> None:
         ImageReference.parse(f"{registry}/app:1")
     assert caught.value.reason == "the registry host or port is longer than DNS and TCP allow"
     assert ImageReference.parse("a" * 249 + ".com:65535/app:1").host == "a" * 249 + ".com"
+
+
+@pytest.mark.parametrize(
+    "text", ["Registry/app", "registry:443/app:1", "SWR.cn-north-4.myhuaweicloud.com:443/o/a", "x.io/a"]
+)
+def test_the_canonical_reference_reads_back_as_itself(text: str) -> None:
+    # A single-label host keeps ":443": "registry/app" would read back as docker.io/registry/app.
+    image = ImageReference.parse(text)
+    assert ImageReference.parse(image.normalized) == image

@@ -23,6 +23,8 @@ mapping and messages all see one spelling of each registry:
   pulled from the same registry as ``swr.cn-north-4...``;
 * no ``:443``: a runtime speaks HTTPS to a registry, and 443 is its default port
   (``:80`` is kept: only a registry configured as plain HTTP would use it);
+  except on a single-label host (``registry:443``), which keeps it so that the
+  canonical reference still reads as that host, not as a Docker Hub path;
 * Docker Hub's other names (``index.docker.io``, ``registry-1.docker.io``,
   ``registry.hub.docker.com``) are ``docker.io``;
 * a trailing dot (``swr.cn-north-4.myhuaweicloud.com./org/app``) is refused, as
@@ -39,12 +41,19 @@ import functools
 import re
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_REGISTRY", "DOCKER_HUB_ALIASES", "ImageReference", "InvalidImageReference", "canonical_host"]
+__all__ = [
+    "DEFAULT_REGISTRY",
+    "DOCKER_HUB_ALIASES",
+    "ImageReference",
+    "InvalidImageReference",
+    "canonical_host",
+    "looks_like_host",
+]
 
 DEFAULT_REGISTRY = "docker.io"
 DOCKER_HUB_ALIASES = frozenset({"index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"})
 """Other names of Docker Hub's registry, judged as ``docker.io``."""
-_DEFAULT_PORT_SUFFIX = ":443"
+_DEFAULT_PORT = "443"
 _MAX_PATH_LENGTH = 255
 """distribution/reference limits the repository path (not the host) to 255 characters."""
 _MAX_HOST_LENGTH = 253
@@ -207,9 +216,7 @@ def _split_registry(reference: str, name: str) -> tuple[str, str]:
     if not name:
         raise InvalidImageReference(reference, "the image has no name")
     first, sep, rest = name.partition("/")
-    # Docker's rule: the first component is a registry if it looks like a host.
-    looks_like_registry = bool(sep) and ("." in first or ":" in first or first == "localhost" or first.lower() != first)
-    if looks_like_registry:
+    if sep and looks_like_host(first):
         if not _DOMAIN.fullmatch(first):
             # Stricter than distribution on purpose: it reads "a_b.com/x" as a path with no domain at all,
             # yet a runtime then pulls from the host "a_b.com". Judging it as Docker Hub would let an image
@@ -233,18 +240,34 @@ def _split_registry(reference: str, name: str) -> tuple[str, str]:
     return registry, path
 
 
+def looks_like_host(component: str) -> bool:
+    """Docker's rule for the first path component: a registry host if it has a dot or a port, is
+    ``localhost``, or has upper case (repository paths are lower case)."""
+    return "." in component or ":" in component or component == "localhost" or component.lower() != component
+
+
 def canonical_host(host: str) -> str:
     """The one spelling of a registry host (with port) that globs, the mapping and messages see.
 
     Lower case, without the HTTPS default port ``:443``, and Docker Hub's
     aliases as ``docker.io``. Works on glob text too (``SWR.*.com:443`` ->
-    ``swr.*.com``): it only lowercases and strips. A single trailing dot is
-    dropped, for hosts written in patterns and the mapping file; image
+    ``swr.*.com``): it only lowercases, strips and adds. A single trailing dot
+    is dropped, for hosts written in patterns and the mapping file; image
     references with one never get here, the grammar refuses them first.
+
+    A single-label host (``Registry``, ``registry:443``) keeps, or gets,
+    ``:443``: written ``registry/app``, the canonical reference would read
+    back as Docker Hub's ``docker.io/registry/app``, another image.
     """
     host = host.lower()
-    if host.endswith(_DEFAULT_PORT_SUFFIX):
-        host = host[: -len(_DEFAULT_PORT_SUFFIX)]
-    if host.endswith("."):
-        host = host[:-1]
+    name, port = host, ""
+    if host.rfind(":") > host.rfind("]"):
+        name, _, port = host.rpartition(":")
+    if name.endswith("."):
+        name = name[:-1]
+    if "." in name or name == "localhost" or name.startswith("["):
+        port = "" if port == _DEFAULT_PORT else port
+    elif not port:
+        port = _DEFAULT_PORT
+    host = f"{name}:{port}" if port else name
     return DEFAULT_REGISTRY if host in DOCKER_HUB_ALIASES else host

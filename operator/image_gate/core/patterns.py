@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from image_gate.core.images import ImageReference, canonical_host
+from image_gate.core.images import ImageReference, canonical_host, looks_like_host
 
 __all__ = ["ImageGlob", "InvalidPattern", "LabelSelector"]
 
@@ -115,11 +115,11 @@ _STAR_RUN_OR_CHARACTER = re.compile(r"\*+|[^*]")
 def _canonical_glob(glob: str) -> str:
     """The glob with its registry host as `canonical_host` writes hosts, so ``SWR.*.x.com/**`` is ``swr.*.x.com/**``.
 
-    The part before the glob's first ``/`` only ever matches text before a ``/`` of the image, which is its
-    canonical host or a repository path component: both lower case, neither with ``:443`` or a trailing dot.
+    The first segment is rewritten when an image would read it as a host (a dot, a port, ``localhost``, upper
+    case); ``*/**`` or ``**/app`` stay as written.
     """
     first, slash, rest = glob.partition("/")
-    return f"{canonical_host(first)}/{rest}" if slash else glob
+    return f"{canonical_host(first)}/{rest}" if slash and looks_like_host(first) else glob
 
 
 _OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
