@@ -39,7 +39,7 @@ from typing import Any
 import yaml
 
 from harness.binaries import Binaries, locate
-from harness.pki import ClusterPki, create_cluster_pki
+from harness.pki import CertFiles, ClusterPki, create_cluster_pki
 from harness.process import ManagedProcess, ProcessExitedError, free_ports, wait_until
 
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
@@ -58,9 +58,17 @@ class ControlPlane:
     dir, so nothing outlives the test session.
     """
 
-    def __init__(self, binaries: Binaries | None = None, *, start_timeout: float = 90.0) -> None:
+    def __init__(
+        self,
+        binaries: Binaries | None = None,
+        *,
+        start_timeout: float = 90.0,
+        admission_control_config: Path | None = None,
+    ) -> None:
         self.binaries = binaries or locate()
         self.start_timeout = start_timeout
+        self.admission_control_config = admission_control_config
+        """kube-apiserver's ``--admission-control-config-file`` (see `write_webhook_client_config`)."""
         self.ports: dict[str, int] = {}
         self.pids: dict[str, int] = {}
         self.startup_seconds: float | None = None
@@ -240,7 +248,7 @@ class ControlPlane:
     def _apiserver_argv(self) -> list[str]:
         pki = self._require_pki()
         port = self.ports["apiserver"]
-        return [
+        argv = [
             str(self.binaries.kube_apiserver),
             f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
             "--bind-address=127.0.0.1",
@@ -262,6 +270,9 @@ class ControlPlane:
             "--advertise-address=127.0.0.1",
             "--endpoint-reconciler-type=none",
         ]
+        if self.admission_control_config is not None:
+            argv.append(f"--admission-control-config-file={self.admission_control_config}")
+        return argv
 
     def _controller_manager_argv(self, kubeconfig: Path) -> list[str]:
         pki = self._require_pki()
@@ -345,3 +356,48 @@ class ControlPlane:
             path.unlink()
         path.touch(mode=0o600)
         path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def write_webhook_client_config(directory: Path, client: CertFiles, *, webhook_host: str = "*") -> Path:
+    """Write an AdmissionConfiguration by which kube-apiserver presents ``client`` to validating webhooks.
+
+    ``webhook_host`` is the webhook's host as the API server calls it (``host:port`` of a URL, or
+    ``<service>.<namespace>.svc``); ``*`` means every webhook. Returns the file for
+    ``ControlPlane(admission_control_config=...)``.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    kubeconfig = directory / "webhook-clients.kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "users": [
+                    {
+                        "name": webhook_host,
+                        "user": {"client-certificate": str(client.cert), "client-key": str(client.key)},
+                    }
+                ],
+            }
+        )
+    )
+    config = directory / "admission.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "apiserver.config.k8s.io/v1",
+                "kind": "AdmissionConfiguration",
+                "plugins": [
+                    {
+                        "name": "ValidatingAdmissionWebhook",
+                        "configuration": {
+                            "apiVersion": "apiserver.config.k8s.io/v1",
+                            "kind": "WebhookAdmissionConfiguration",
+                            "kubeConfigFile": str(kubeconfig),
+                        },
+                    }
+                ],
+            }
+        )
+    )
+    return config

@@ -182,3 +182,22 @@ def create_cluster_pki(directory: Path) -> ClusterPki:
         controller_manager=ca.issue(directory, "controller-manager", "system:kube-controller-manager"),
         service_account=write_key_pair(directory, "sa"),
     )
+
+
+@dataclass(frozen=True)
+class WebhookClientPki:
+    """A CA for the clients a webhook serves (its ``--client-ca-file``) and the API server's certificate from it."""
+
+    ca: CertFiles
+    apiserver: CertFiles
+    """What kube-apiserver presents to webhooks, through its AdmissionConfiguration kubeconfig."""
+
+
+def create_webhook_client_pki(directory: Path) -> WebhookClientPki:
+    """A separate CA (not the cluster's): a webhook trusting it trusts the API server, and no other cluster client."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ca = CertificateAuthority("image-gate-webhook-clients")
+    return WebhookClientPki(
+        ca=ca.write(directory, "webhook-client-ca"),
+        apiserver=ca.issue(directory, "apiserver-webhook-client", "kube-apiserver"),
+    )

@@ -78,6 +78,11 @@ class ManagedProcess:
                 preexec_fn=_die_with_parent,  # runs before exec; no locks are taken in between
             )
 
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once the child has exited (and been reaped by `is_running`), else None."""
+        return self._popen.returncode if self._popen else None
+
     def is_running(self) -> bool:
         """True while the child has not exited."""
         return self._popen is not None and self._popen.poll() is None
