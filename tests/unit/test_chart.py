@@ -55,6 +55,13 @@ EXPECTED_RBAC: dict[tuple[str, str], set[str]] = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
     ("", "namespaces"): {"list", "watch"},
     ("", "events"): {"create"},
+    ("imagegate.io", "imagefacts"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("imagegate.io", "imagefacts/status"): {"patch"},
+}
+
+# The Role in the release namespace: the Lease of the replica that resolves facts for all, nothing else.
+EXPECTED_LEASE_RBAC: dict[tuple[str, str], set[str]] = {
+    ("coordination.k8s.io", "leases"): {"get", "create", "update"},
 }
 
 # handler id -> {(apiGroup, resource): operations}, from the app's one table of judged resources:
@@ -87,6 +94,7 @@ SETTINGS_IN_CHART: dict[str, tuple[Literal["value", "fixed", "absent"], str]] = 
     "key_file": ("fixed", "the serving certificate's Secret (certificates.*) is mounted at a fixed path"),
     "config": ("fixed", "the ConfigMap rendered from `registries` is mounted at a fixed path"),
     "namespace": ("fixed", "the pod's own namespace, from the downward API"),
+    "fact_store": ("absent", "auto: the chart always sets the namespace, so facts are shared through the cluster"),
     "webhook_host": ("absent", "names a generated development certificate; the chart always mounts one"),
     "cert_dir": ("absent", "where generated development certificates go; the chart always mounts one"),
     "cloud_ca_file": ("absent", "only for a cloud endpoint behind a private CA: extraEnv and a volume"),
@@ -275,8 +283,21 @@ def test_every_container_is_locked_down(rendered: dict[str, list[Doc]], scenario
 @pytest.mark.parametrize("scenario", scenario_params())
 def test_rbac_is_least_privilege(rendered: dict[str, list[Doc]], scenario: str) -> None:
     docs = rendered[scenario]
-    assert not of_kind(docs, "Role")
-    assert not of_kind(docs, "RoleBinding")
+    lease_role = one(docs, "Role")
+    assert lease_role["metadata"]["namespace"] == NAMESPACE
+    lease_granted: dict[tuple[str, str], set[str]] = {}
+    for rule in lease_role["rules"]:
+        assert set(rule) <= {"apiGroups", "resources", "verbs"}, f"unexpected rule fields: {rule}"
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                lease_granted.setdefault((group, resource), set()).update(rule["verbs"])
+    assert lease_granted == EXPECTED_LEASE_RBAC
+    lease_binding = one(docs, "RoleBinding")
+    assert lease_binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": lease_role["metadata"]["name"],
+    }
     role = one(docs, "ClusterRole")
     assert "*" not in set(walk(role)), "wildcard in the ClusterRole"
     granted: dict[tuple[str, str], set[str]] = {}

@@ -100,7 +100,7 @@ class Recorder:
     def store_degraded(self, *, reason: str) -> None:
         self.degraded.append(reason)
 
-    def pending_lookups(self, counts: Any) -> None:
+    def pending_by_namespace(self, counts: Any) -> None:
         self.pending.append(dict(counts))
 
 

@@ -10,6 +10,8 @@ and so on. A registry per instance keeps tests independent.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from image_gate.core.evaluate import Decision
@@ -90,6 +92,43 @@ class Metrics:
             registry=r,
         )
 
+        self.leader = Gauge(
+            "image_gate_leader", "1 while this replica holds the Lease and resolves facts for all.", registry=r
+        )
+        self.fact_store_writes = Counter(
+            "image_gate_fact_store_writes",
+            "ImageFact status writes by the leader, by result (written, unchanged, conflict, failed).",
+            ["result"],
+            registry=r,
+        )
+        self.fact_misses_waited = Counter(
+            "image_gate_fact_misses_waited",
+            "Reviews that waited for the leader to resolve a fact, by outcome (Found, NotFound, a failure, "
+            "timed out, degraded).",
+            ["outcome"],
+            registry=r,
+        )
+        self.fact_miss_wait_seconds = Histogram(
+            "image_gate_fact_miss_wait_duration_seconds",
+            "How long reviews waited for the leader's answer.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.fact_store_degraded = Counter(
+            "image_gate_fact_store_degraded",
+            "Times the ImageFact store could not be written and facts were resolved in-process.",
+            registry=r,
+        )
+        self.pending_lookups = Gauge(
+            "image_gate_pending_lookups",
+            "Lookups waiting in the leader's fair queue, by the namespace that asked.",
+            ["namespace"],
+            registry=r,
+        )
+        self.facts = Gauge(
+            "image_gate_facts", "ImageFacts in the cluster, by state (Pending until resolved).", ["state"], registry=r
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -140,3 +179,26 @@ class Metrics:
 
     def breaker_rejected(self, *, cloud: str, api: str) -> None:
         self.breaker_rejections.labels(cloud, api).inc()
+
+    # --- SharedFactsObserver (ImageFacts and the leader) -------------------
+
+    def leading(self, leading: bool) -> None:
+        self.leader.set(1 if leading else 0)
+
+    def store_write(self, *, result: str) -> None:
+        self.fact_store_writes.labels(result).inc()
+
+    def miss_waited(self, *, outcome: str, seconds: float) -> None:
+        self.fact_misses_waited.labels(outcome).inc()
+        self.fact_miss_wait_seconds.observe(seconds)
+
+    def store_degraded(self, *, reason: str) -> None:
+        self.fact_store_degraded.inc()
+
+    def pending_by_namespace(self, counts: Mapping[str, int]) -> None:
+        for namespace, count in counts.items():
+            self.pending_lookups.labels(namespace).set(count)
+
+    def fact_states(self, counts: Mapping[str, int]) -> None:
+        for state, count in counts.items():
+            self.facts.labels(state).set(count)

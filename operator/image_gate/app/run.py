@@ -23,6 +23,7 @@ from image_gate.app.certs import ReloadingContext, ServingCertificate, generate_
 from image_gate.app.health import serve_health
 from image_gate.app.metrics import Metrics
 from image_gate.app.settings import Settings
+from image_gate.app.sharing import fact_sharing
 from image_gate.app.wiring import fact_resolver
 from image_gate.core.admission import Admission
 from image_gate.kube.controller import register_controller
@@ -103,8 +104,12 @@ async def run_operator(settings: Settings) -> None:
     registry_login(registry)
     events = DenialEvents()
     register_controller(registry, readiness=readiness, metrics=metrics, events=events)
-    async with fact_resolver(settings, metrics=metrics) as resolver:
-        admission = Admission(resolver, deadline=settings.deadline)
+    sharing = fact_sharing(settings, metrics, registry)
+    async with (
+        fact_resolver(settings, metrics=metrics, calls=sharing.calls) as resolver,
+        sharing.source(resolver) as facts,
+    ):
+        admission = Admission(facts, deadline=settings.deadline)
         webhook = WebhookApp(admission, metrics, readiness, settings.exempt_namespaces, post_event=events.post)
         register_webhooks(registry, webhook)
         health = asyncio.create_task(

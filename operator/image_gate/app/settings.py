@@ -45,6 +45,7 @@ __all__ = ["DEFAULT_EXEMPT_NAMESPACES", "Settings", "SettingsError", "add_run_ar
 
 DEFAULT_EXEMPT_NAMESPACES = ("kube-system",)
 LogFormat = Literal["json", "text"]
+FactStoreMode = Literal["auto", "cluster", "memory"]
 _CACHE = CacheSettings()
 """The fact cache's own defaults: the TTLs have their one home there."""
 
@@ -59,6 +60,11 @@ def _exempt(value: str) -> frozenset[str]:
 
 def _registries(value: str) -> RegistryMapping:
     return RegistryMapping.load(value)
+
+
+def _fact_store(value: str) -> FactStoreMode:
+    mode = choice("auto", "cluster", "memory")(value)
+    return "cluster" if mode == "cluster" else "memory" if mode == "memory" else "auto"
 
 
 def _log_format(value: str) -> LogFormat:
@@ -150,6 +156,12 @@ class Settings:
         name="max_stale_seconds",
         parse=seconds(),
     )
+    fact_store: FactStoreMode = setting(
+        "auto",
+        "cluster: every replica shares facts as ImageFacts and one Lease holder calls the clouds; "
+        "memory: each replica on its own; auto: cluster when --namespace is given (the chart gives it)",
+        parse=_fact_store,
+    )
 
     @classmethod
     def from_arguments(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
@@ -167,6 +179,10 @@ class Settings:
             raise SettingsError("--cert-file and --key-file (IMAGE_GATE_CERT_FILE, IMAGE_GATE_KEY_FILE) go together")
         if self.port == self.health_port:
             raise SettingsError("--port and --health-port must differ")
+        if self.fact_store == "cluster" and not self.namespace:
+            raise SettingsError(
+                "--fact-store cluster (IMAGE_GATE_FACT_STORE) needs --namespace (IMAGE_GATE_NAMESPACE) for its Lease"
+            )
         return dataclasses.replace(
             self,
             exempt_namespaces=(self.exempt_namespaces | {self.namespace}) if self.namespace else self.exempt_namespaces,

@@ -25,10 +25,11 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from image_gate.core.clock import Clock
 
-__all__ = ["CallLog", "Handover", "UnreadableCallLog", "decode_calls", "encode_calls"]
+__all__ = ["CallLog", "CallObserver", "Handover", "UnreadableCallLog", "decode_calls", "encode_calls"]
 
 WallClock = Clock
 """Seconds since the epoch: the log is read on other machines."""
@@ -38,11 +39,23 @@ class UnreadableCallLog(ValueError):
     """The Lease's call log is not what this version writes; the reader assumes the worst."""
 
 
-class CallLog:
-    """When each API was last called, as ``"cloud/API" -> start time``; a `CallObserver` for the clients."""
+class CallObserver(Protocol):
+    """``image_gate.clouds.observe.CallObserver``, as the log forwards to it (metrics)."""
 
-    def __init__(self, *, wall: WallClock = time.time) -> None:
+    def upstream_call(self, *, cloud: str, api: str, outcome: str, seconds: float) -> None: ...
+
+    def quota_wait(self, *, cloud: str, api: str, seconds: float) -> None: ...
+
+
+class CallLog:
+    """When each API was last called, as ``"cloud/API" -> start time``; a `CallObserver` for the clients.
+
+    ``forward`` receives every report as well, so the clients keep one observer (metrics and the log).
+    """
+
+    def __init__(self, *, wall: WallClock = time.time, forward: CallObserver | None = None) -> None:
         self._wall = wall
+        self._forward = forward
         self._last: dict[str, float] = {}
         self.changed = asyncio.Event()
         """Set when a call is recorded; the Lease loop clears it once the log is written."""
@@ -50,9 +63,12 @@ class CallLog:
     def upstream_call(self, *, cloud: str, api: str, outcome: str, seconds: float) -> None:
         """Called by the cloud clients after each HTTP call: it started ``seconds`` ago."""
         self.record(f"{cloud}/{api}", self._wall() - max(0.0, seconds))
+        if self._forward is not None:
+            self._forward.upstream_call(cloud=cloud, api=api, outcome=outcome, seconds=seconds)
 
     def quota_wait(self, *, cloud: str, api: str, seconds: float) -> None:
-        pass
+        if self._forward is not None:
+            self._forward.quota_wait(cloud=cloud, api=api, seconds=seconds)
 
     def record(self, api: str, started: float) -> None:
         if started > self._last.get(api, float("-inf")):

@@ -106,7 +106,7 @@ class SharedFactsObserver(Protocol):
     def store_degraded(self, *, reason: str) -> None:
         """The store could not be written; facts are resolved in-process for a while."""
 
-    def pending_lookups(self, counts: Mapping[str, int]) -> None:
+    def pending_by_namespace(self, counts: Mapping[str, int]) -> None:
         """The leader's queue, by namespace (all namespaces it has seen; 0 when drained)."""
 
 
@@ -120,7 +120,7 @@ class NullSharedFactsObserver:
     def store_degraded(self, *, reason: str) -> None:
         pass
 
-    def pending_lookups(self, counts: Mapping[str, int]) -> None:
+    def pending_by_namespace(self, counts: Mapping[str, int]) -> None:
         pass
 
 
@@ -399,7 +399,7 @@ class SharedFacts:
     def _report_pending(self) -> None:
         counts = dict.fromkeys(self._seen_namespaces, 0)
         counts.update(self._queue.pending_by_group())
-        self._observer.pending_lookups(counts)
+        self._observer.pending_by_namespace(counts)
 
     async def _work(self) -> None:
         while True:

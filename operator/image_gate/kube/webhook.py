@@ -38,6 +38,7 @@ from aiohttp import web
 from image_gate.core.admission import Admission, Review, changed_containers
 from image_gate.core.evaluate import Subject
 from image_gate.core.workloads import JUDGED_RESOURCES, UnreadableObject, containers_of
+from image_gate.facts.shared import REQUESTING_NAMESPACE
 from image_gate.kube.controller import NAMESPACES_INDEX, POLICIES_INDEX, compiled_policies, namespace_labels
 from image_gate.kube.observe import AdmissionObserver
 from image_gate.kube.readiness import Readiness
@@ -103,6 +104,7 @@ class WebhookApp:
             namespace_labels=namespace_labels(indexes[NAMESPACES_INDEX], namespace),
             containers=tuple(containers),
         )
+        REQUESTING_NAMESPACE.set(namespace)  # the leader serves namespaces' pending lookups in turn
         review = await self.admission.review(subject, policies)
         self.metrics.admission(kind=kind, decision=review.decision, dry_run=dry_run, seconds=review.seconds)
         _log_review(review, operation=operation, subresource=subresource, dry_run=dry_run)
