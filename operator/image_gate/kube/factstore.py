@@ -153,17 +153,19 @@ class KubeFactStore:
 def register_fact_store(registry: kopf.OperatorRegistry, *, facts: SharedFacts, store: KubeFactStore) -> None:
     """The ImageFact index and watch handler; the index is handed to ``store`` at the first event."""
 
+    # Coroutines, not functions: kopf runs plain functions in a thread pool, and these touch the event loop's
+    # futures (waking waiting reviews) -- and a thread hop per event is pure cost.
     @kopf.index(*FACT_RESOURCE, id=FACTS_INDEX, registry=registry)
-    def index_fact(name: str, body: kopf.Body, **_: Any) -> dict[str, StoredFact]:
+    async def index_fact(name: str, body: kopf.Body, **_: Any) -> dict[str, StoredFact]:
         return {name: stored_fact(body)}
 
     @kopf.on.event("", "v1", "namespaces", id="fact-index", registry=registry)
-    def attach_index(**kwargs: Any) -> None:
+    async def attach_index(**kwargs: Any) -> None:
         # Every cluster has namespaces: this runs once the indexes are complete, even with no ImageFact yet.
         store.attach(kwargs[FACTS_INDEX])
 
     @kopf.on.event(*FACT_RESOURCE, id="fact-watch", registry=registry)
-    def observe_fact(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
+    async def observe_fact(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
         store.attach(kwargs[FACTS_INDEX])
         if type != "DELETED":
             facts.observe(stored_fact(body))
