@@ -98,6 +98,9 @@ SETTINGS_IN_CHART: dict[str, tuple[Literal["value", "fixed", "absent"], str]] = 
     "webhook_host": ("absent", "names a generated development certificate; the chart always mounts one"),
     "cert_dir": ("absent", "where generated development certificates go; the chart always mounts one"),
     "cloud_ca_file": ("absent", "only for a cloud endpoint behind a private CA: extraEnv and a volume"),
+    "max_review_bytes": ("value", "config.maxReviewBytes"),
+    "drain_seconds": ("value", "config.drainSeconds"),
+    "client_ca_file": ("absent", "set (to the mounted ConfigMap's file) only when webhook.clientCA.configMap is"),
 }
 
 # A valid value, other than the default, for each chart-valued setting.
@@ -115,6 +118,8 @@ CHART_OVERRIDES: dict[str, Any] = {
     "config.tagTtlSeconds": 600,
     "config.negativeTtlSeconds": 20,
     "config.maxStaleSeconds": 7200,
+    "config.maxReviewBytes": 8388608,
+    "config.drainSeconds": 2.5,
 }
 
 CREDENTIAL_ENV = {
@@ -219,6 +224,11 @@ def test_schema_rejects_bad_values(helm: Path, values: dict[str, Any], complaint
         pytest.param({"config": {"deadlineSeconds": 5}}, "must be lower than webhook.timeoutSeconds", id="equal"),
         pytest.param({"config": {"deadlineSeconds": 8}}, "must be lower than webhook.timeoutSeconds", id="above"),
         pytest.param({"webhook": {"timeoutSeconds": 2}}, "must be lower than webhook.timeoutSeconds", id="timeout-cut"),
+        pytest.param(
+            {"terminationGracePeriodSeconds": 14},
+            "must cover preStopSleepSeconds + config.drainSeconds + webhook.timeoutSeconds (15)",
+            id="grace-below-drain",
+        ),
         pytest.param({"certificates": {"mode": "secret"}}, "certificates.secret.name is required", id="secret-no-name"),
         pytest.param(
             {"certificates": {"mode": "secret", "secret": {"name": "t"}}},
@@ -485,6 +495,32 @@ def test_deployment_shape(defaults: list[Doc]) -> None:
     pdb = one(defaults, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 1
     assert pdb["spec"]["selector"]["matchLabels"] == selector
+
+
+def test_a_stopping_pod_leaves_the_endpoints_before_it_stops_judging(defaults: list[Doc]) -> None:
+    """preStop waits while the endpoints drop the pod; then SIGTERM starts image-gate's drain; the grace covers both."""
+    pod = one(defaults, "Deployment")["spec"]["template"]["spec"]
+    container = deployment_container(defaults)
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    drain = float(env_of(container)["IMAGE_GATE_DRAIN_SECONDS"]["value"])
+    timeout = one(defaults, "ValidatingWebhookConfiguration")["webhooks"][0]["timeoutSeconds"]
+    assert pre_stop > 0
+    assert drain > 0
+    assert pod["terminationGracePeriodSeconds"] >= pre_stop + drain + timeout
+
+
+def test_a_client_ca_configmap_turns_on_mutual_tls(helm: Path, defaults: list[Doc]) -> None:
+    assert "IMAGE_GATE_CLIENT_CA_FILE" not in env_of(deployment_container(defaults))
+    docs = render(helm, {"webhook": {"clientCA": {"configMap": "apiserver-clients", "key": "bundle.pem"}}})
+    container = deployment_container(docs)
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "client-ca")
+    assert env_of(container)["IMAGE_GATE_CLIENT_CA_FILE"]["value"] == f"{mount['mountPath']}/bundle.pem"
+    assert mount["readOnly"] is True
+    assert "subPath" not in mount, "subPath mounts never see a renewed CA"
+    volumes = {v["name"]: v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["client-ca"]["configMap"]["name"] == "apiserver-clients"
+    probe = container["readinessProbe"]["httpGet"]
+    assert probe["port"] == "health", "probes present no client certificate: they stay on the health port"
 
 
 def test_container_contract(defaults: list[Doc]) -> None:

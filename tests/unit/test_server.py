@@ -6,6 +6,7 @@ admission function (`tests.kopfwebhook`), so what kopf does with a body is part 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -14,9 +15,11 @@ import httpx
 import pytest
 from kopf._core.reactor.inventory import ResourceMemories
 
+from image_gate.app.stopping import GracefulStop
 from image_gate.core.admission import Admission, Review
 from image_gate.core.evaluate import Subject
 from image_gate.core.policy import CompiledPolicy
+from image_gate.kube.readiness import Readiness
 from image_gate.kube.server import ReviewServer
 from tests.kopfwebhook import NoFacts, kopf_webhook_fn, operator_registry, pod, review, serving
 
@@ -133,3 +136,24 @@ async def test_an_internal_error_is_an_http_500_without_its_text(client: httpx.A
     assert "token" not in response.text
     assert "internal detail" not in response.text
     assert "its log has the details" in response.text
+
+
+async def test_sigterm_drains_unready_closing_each_connection_then_stops(client: httpx.AsyncClient) -> None:
+    readiness = Readiness()
+    readiness.indexes.set()
+    readiness.webhook_listening = True
+    server = ReviewServer(address="127.0.0.1", port=0, ssl_context=None, url_host="127.0.0.1")
+    stopping = GracefulStop(readiness=readiness, drain=server.drain, drain_seconds=0.3)
+    fn = kopf_webhook_fn(operator_registry(Admission(NoFacts())), memories=ResourceMemories())
+    async for url in serving(server, fn):
+        before = await client.post(f"{url}/pods", json=review(pod()))
+        assert before.headers.get("Connection", "keep-alive").lower() == "keep-alive"
+        started = asyncio.get_running_loop().time()
+        stopping.begin()  # what SIGTERM calls
+        assert not readiness.ready
+        assert readiness.reason() == "image-gate is stopping; it finishes the reviews it has"
+        during = await client.post(f"{url}/pods", json=review(pod()))
+        assert during.status_code == 200, "still judging while the endpoints catch up"
+        assert during.headers["Connection"].lower() == "close", "the client reconnects elsewhere"
+        await asyncio.wait_for(stopping.stop.wait(), timeout=5)
+        assert asyncio.get_running_loop().time() - started >= 0.3

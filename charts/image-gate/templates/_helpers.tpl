@@ -158,6 +158,10 @@ Checks that values are consistent beyond what values.schema.json can express.
 {{- if and .Values.credentials.aliyun.existingSecret (or (not .Values.credentials.aliyun.secretKeys.accessKeyId) (not .Values.credentials.aliyun.secretKeys.accessKeySecret)) }}
 {{- fail "credentials.aliyun.secretKeys.accessKeyId and accessKeySecret are required with credentials.aliyun.existingSecret" }}
 {{- end }}
+{{- $stopping := addf .Values.preStopSleepSeconds .Values.config.drainSeconds .Values.webhook.timeoutSeconds }}
+{{- if lt (float64 .Values.terminationGracePeriodSeconds) $stopping }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must cover preStopSleepSeconds + config.drainSeconds + webhook.timeoutSeconds (%v): a pod killed sooner drops the reviews it is judging" .Values.terminationGracePeriodSeconds $stopping) }}
+{{- end }}
 {{- $enabled := 0 }}
 {{- range $name, $on := .Values.webhook.handlers }}{{ if $on }}{{ $enabled = add1 $enabled }}{{ end }}{{ end }}
 {{- if eq $enabled 0 }}

@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -24,29 +22,19 @@ from image_gate.app.health import serve_health
 from image_gate.app.metrics import Metrics
 from image_gate.app.settings import Settings
 from image_gate.app.sharing import fact_sharing
+from image_gate.app.stopping import GracefulStop
 from image_gate.app.wiring import fact_resolver
 from image_gate.core.admission import Admission
 from image_gate.kube.controller import register_controller
 from image_gate.kube.events import DenialEvents
+from image_gate.kube.memos import WatchedOnlyMemories
 from image_gate.kube.readiness import Readiness
-from image_gate.kube.webhook import WebhookApp, guarded, register_webhooks
+from image_gate.kube.server import ReviewServer
+from image_gate.kube.webhook import WebhookApp, register_webhooks
 
 __all__ = ["run_operator", "serving_certificate"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class ListeningWebhookServer:
-    """kopf's webhook server, telling `Readiness` once it listens; reviews go through `guarded`."""
-
-    server: kopf.WebhookServer
-    readiness: Readiness
-
-    async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
-        async for config in self.server(guarded(fn)):
-            self.readiness.webhook_listening = True
-            yield config
 
 
 def registry_login(registry: kopf.OperatorRegistry) -> None:
@@ -73,21 +61,11 @@ def serving_certificate(settings: Settings) -> ServingCertificate:
     return certificate
 
 
-def kopf_settings(settings: Settings, certificate: ServingCertificate, readiness: Readiness) -> kopf.OperatorSettings:
+def kopf_settings(server: ReviewServer) -> kopf.OperatorSettings:
     operator_settings = kopf.OperatorSettings()
     operator_settings.peering.standalone = True
     operator_settings.admission.managed = None
-    operator_settings.admission.server = ListeningWebhookServer(
-        kopf.WebhookServer(
-            addr=settings.listen_address,
-            port=settings.port,
-            host=settings.webhook_host,
-            certfile=str(certificate.cert_file),
-            pkeyfile=str(certificate.key_file),
-            cafile=str(certificate.ca_file) if certificate.ca_file else None,
-        ),
-        readiness,
-    )
+    operator_settings.admission.server = server
     # kopf turns handler log lines into Kubernetes Events; only problems deserve one.
     operator_settings.posting.level = logging.WARNING
     operator_settings.posting.reporting_component = "image-gate"
@@ -95,11 +73,29 @@ def kopf_settings(settings: Settings, certificate: ServingCertificate, readiness
     return operator_settings
 
 
+def review_server(settings: Settings, tls: ReloadingContext, readiness: Readiness) -> ReviewServer:
+    def listening() -> None:
+        readiness.webhook_listening = True
+
+    return ReviewServer(
+        address=settings.listen_address,
+        port=settings.port,
+        ssl_context=tls.context,
+        url_host=settings.webhook_host,
+        max_review_bytes=settings.max_review_bytes,
+        on_listening=listening,
+    )
+
+
 async def run_operator(settings: Settings) -> None:
     metrics = Metrics()
     readiness = Readiness()
     certificate = serving_certificate(settings)
-    tls = ReloadingContext(certificate)
+    webhook_tls = ReloadingContext(certificate, client_ca_file=settings.client_ca_file)
+    # Probes (kubelet) and scrapes present no client certificate: the health port never asks for one.
+    health_tls = ReloadingContext(certificate) if settings.client_ca_file else webhook_tls
+    server = review_server(settings, webhook_tls, readiness)
+    stopping = GracefulStop(readiness=readiness, drain=server.drain, drain_seconds=settings.drain_seconds)
     registry = kopf.OperatorRegistry()
     registry_login(registry)
     events = DenialEvents()
@@ -112,24 +108,35 @@ async def run_operator(settings: Settings) -> None:
         admission = Admission(facts, deadline=settings.deadline)
         webhook = WebhookApp(admission, metrics, readiness, settings.exempt_namespaces, post_event=events.post)
         register_webhooks(registry, webhook)
-        health = asyncio.create_task(
-            serve_health(
-                address=settings.listen_address,
-                port=settings.health_port,
-                tls=tls,
-                readiness=readiness,
-                metrics=metrics,
-                breakers=resolver.breakers,
+        around = [
+            asyncio.create_task(
+                serve_health(
+                    address=settings.listen_address,
+                    port=settings.health_port,
+                    tls=health_tls,
+                    readiness=readiness,
+                    metrics=metrics,
+                    breakers=resolver.breakers,
+                ),
+                name="image-gate health server",
             ),
-            name="image-gate health server",
-        )
+        ]
+        if health_tls is not webhook_tls:
+            around.append(asyncio.create_task(webhook_tls.follow(), name="image-gate webhook certificate"))
         try:
-            await kopf.operator(
+            # kopf.operator() is these two calls; between them, SIGTERM becomes a drain.
+            existing = asyncio.all_tasks()
+            tasks = await kopf.spawn_tasks(
                 registry=registry,
-                settings=kopf_settings(settings, certificate, readiness),
+                settings=kopf_settings(server),
+                memories=WatchedOnlyMemories(),
                 clusterwide=True,
                 standalone=True,
+                stop_flag=stopping.stop,
             )
+            stopping.install()
+            await kopf.run_tasks(tasks, ignored=existing)
         finally:
-            health.cancel()
-            await asyncio.gather(health, return_exceptions=True)
+            for task in around:
+                task.cancel()
+            await asyncio.gather(*around, return_exceptions=True)

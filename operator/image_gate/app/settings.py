@@ -40,6 +40,7 @@ from image_gate.clouds import aliyun, huawei
 from image_gate.clouds.quota import Rate
 from image_gate.facts.registries import ConfigError, RegistryMapping
 from image_gate.facts.resolver import CacheSettings
+from image_gate.kube.server import DEFAULT_MAX_REVIEW_BYTES
 
 __all__ = ["DEFAULT_EXEMPT_NAMESPACES", "Settings", "SettingsError", "add_run_arguments", "run_options"]
 
@@ -60,6 +61,12 @@ def _exempt(value: str) -> frozenset[str]:
 
 def _registries(value: str) -> RegistryMapping:
     return RegistryMapping.load(value)
+
+
+def _byte_count(value: str) -> int:
+    if not value.isdigit() or int(value) < 64 * 1024:
+        raise ValueError(f"must be a number of bytes, at least 65536, not {value!r}")
+    return int(value)
 
 
 def _fact_store(value: str) -> FactStoreMode:
@@ -86,6 +93,24 @@ class Settings:
         None, "serving certificate (PEM); re-read when it changes; generated when absent", parse=Path
     )
     key_file: Path | None = setting(None, "private key of the serving certificate (PEM)", parse=Path)
+    client_ca_file: Path | None = setting(
+        None,
+        "CA of the clients allowed to call the webhook (mutual TLS): a client without a certificate it signed"
+        " is refused at the TLS handshake; re-read when it changes",
+        parse=existing_path,
+    )
+    """The API server presents its client certificate through its AdmissionConfiguration kubeconfig."""
+    max_review_bytes: int = setting(
+        DEFAULT_MAX_REVIEW_BYTES,
+        "largest AdmissionReview accepted, in bytes; larger ones get a 413 (the API server sends up to ~3 MiB)",
+        parse=_byte_count,
+    )
+    drain_seconds: float = setting(
+        5.0,
+        "after SIGTERM: seconds to keep judging reviews while /readyz says not ready, before the listener closes",
+        parse=seconds(maximum=300.0),
+    )
+    """Covers the time the Service's endpoints take to drop this replica; the chart's preStop waits too."""
     cert_dir: Path = setting(
         Path("/tmp/image-gate-certs"),  # noqa: S108 -- the chart mounts an emptyDir at /tmp
         "where a generated development certificate is written",
