@@ -20,27 +20,40 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY operator/ ./operator/
 
-# Build the wheel (with build isolation: setuptools comes from the build requirements), then
-# install it and its runtime dependencies into a self-contained venv. The venv's own pip does
-# both: `python3 -m venv` works on the official image (/usr/local/bin) and on Debian's python3.11
-# (/usr/bin, no system pip). pip and setuptools are then removed from the venv: nothing installs
-# packages at run time. Bytecode is compiled here, once: the root filesystem is read-only at run
-# time (PYTHONDONTWRITEBYTECODE), and a webhook that starts fast shortens the window in which
-# failurePolicy applies.
+# Two steps, so that a source change reuses the layer with the dependencies:
+#   1. the runtime dependencies, from pyproject.toml alone (an empty package and README stand in
+#      for the source, which is not copied yet);
+#   2. the wheel of the source (with build isolation: setuptools comes from the build
+#      requirements), installed without dependencies.
+# The venv's own pip does both: `python3 -m venv` works on the official image (/usr/local/bin)
+# and on Debian's python3.11 (/usr/bin, no system pip). pip and setuptools are then removed from
+# the venv: nothing installs packages at run time. Bytecode is compiled here, once: the root
+# filesystem is read-only at run time (PYTHONDONTWRITEBYTECODE), and a webhook that starts fast
+# shortens the window in which failurePolicy applies.
 #
-# Mounted for this step only, never in a layer: pip's download cache (rebuilds after a source
-# change download nothing), and optional secrets for a private or proxied index:
+# Mounted for these steps only, never in a layer: pip's download cache, and optional secrets for a
+# private or proxied index:
 #   --secret id=pip.conf,src=pip.conf   a pip config (index-url, trusted-host, cert = /run/pip-ca.crt)
 #   --secret id=pip-ca.crt,src=ca.crt   the CA bundle that config's `cert` names
+COPY pyproject.toml ./
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=secret,id=pip.conf,target=/etc/pip.conf \
     --mount=type=secret,id=pip-ca.crt,target=/run/pip-ca.crt \
     python3 -m venv /opt/venv \
- && /opt/venv/bin/pip wheel --no-deps --wheel-dir /dist . \
- && /opt/venv/bin/pip install /dist/*.whl \
+ && mkdir operator \
+ && touch README.md \
+ && /opt/venv/bin/pip install . \
+ && /opt/venv/bin/pip uninstall --yes image-gate \
+ && rm -rf operator README.md build
+
+COPY README.md ./
+COPY operator/ ./operator/
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=secret,id=pip.conf,target=/etc/pip.conf \
+    --mount=type=secret,id=pip-ca.crt,target=/run/pip-ca.crt \
+    /opt/venv/bin/pip wheel --no-deps --wheel-dir /dist . \
+ && /opt/venv/bin/pip install --no-deps /dist/*.whl \
  && /opt/venv/bin/pip uninstall --yes pip setuptools \
  && /opt/venv/bin/python -m compileall -q --invalidation-mode unchecked-hash /opt/venv/lib \
  && /opt/venv/bin/image-gate --help > /dev/null

@@ -80,7 +80,7 @@ build_debian_base() {
   # CA certificates and time zones. The merged-usr hook avoids the usrmerge package (and the
   # ~45 MB of perl it pulls in); documentation, manuals and translations are not unpacked, nor
   # glibc's iconv modules (gconv, 8 MB: Python has its own codecs).
-  mmdebstrap --quiet --variant=essential \
+  mmdebstrap --variant=essential \
     --include=python3,python3-venv,ca-certificates,tzdata \
     --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
@@ -90,7 +90,8 @@ build_debian_base() {
     bookworm "$work/rootfs.tar" \
     "deb $DEBIAN_MIRROR bookworm main" \
     "deb $DEBIAN_MIRROR bookworm-updates main" \
-    "deb $DEBIAN_SECURITY_MIRROR bookworm-security main"
+    "deb $DEBIAN_SECURITY_MIRROR bookworm-security main" \
+    >"$work/mmdebstrap.log" 2>&1 || { tail -n 40 "$work/mmdebstrap.log" >&2; exit 1; }
   ctr=$(buildah from scratch)
   buildah add --quiet "$ctr" "$work/rootfs.tar" /
   buildah config \
