@@ -3,7 +3,8 @@
 #   1. a virtualenv (.venv) with image-gate and its test dependencies, and the development-only
 #      packages cloudsim and harness (dev/pyproject.toml), all installed editable;
 #   2. the control plane binaries (kube-apiserver, kube-controller-manager, etcd,
-#      helm, kubectl), built once into ~/.cache/image-gate and reused;
+#      helm, kubectl), built once into ~/.cache/image-gate and reused; the container image
+#      (scripts/build-image.sh: buildah, no Docker);
 #   3. lint (ruff), types (mypy), then unit + integration tests, then the e2e
 #      tests against a real kube-apiserver.
 # Usage: bash scripts/test.sh [pytest arguments]
@@ -26,6 +27,12 @@ took "python dependencies" "$start"
 step=$(stamp)
 bash harness/build.sh
 took "control plane build (cached after the first run)" "$step"
+
+# The container image (buildah; the Debian-packaged Python base is cached in local storage), for
+# tests/e2e/test_image.py: it runs the image as the webhook.
+step=$(stamp)
+bash scripts/build-image.sh
+took "image build (base cached after the first run)" "$step"
 
 step=$(stamp)
 ruff check operator tests bench harness
