@@ -1,6 +1,7 @@
 """Evaluation: every rule, against found / missing / unresolved facts, in every mode; and its words."""
 
 import json
+import typing
 from typing import Any
 
 import pytest
@@ -13,7 +14,9 @@ from image_gate.core.findings import (
     ApprovedLayers,
     BaseLayer,
     Digest,
+    ExpectedValue,
     Finding,
+    FoundValue,
     InvalidReference,
     NotOS,
     OperatingSystem,
@@ -341,3 +344,8 @@ def test_the_stale_warning_names_the_image_the_source_its_age_and_why(fact: Any,
         f"image-gate judged image swr.cn-north-4.myhuaweicloud.com/shop/api:1 on facts {words}: "
         "huawei ListRegistryImages: timed out: no answer (request id r-9)"
     )
+
+
+def test_messages_word_every_kind_of_value() -> None:
+    assert set(typing.get_args(FoundValue)) == set(messages._FOUND_WORDS)
+    assert set(typing.get_args(ExpectedValue)) == set(messages._EXPECTED_WORDS)

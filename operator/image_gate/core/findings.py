@@ -14,7 +14,7 @@ types are closed unions, so that the wording in `messages` can cover every one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import ClassVar, Literal, TypeAlias
 
 from image_gate.core.imagefacts import FactName, failure_fields
 from image_gate.core.outcomes import Failure, NotApplicable, NotFound
@@ -52,6 +52,7 @@ Problem = Literal["violation", "unresolved"]
 class OperatingSystem:
     """The base image's OS, as HSS names it."""
 
+    problem: ClassVar[Problem] = "violation"
     name: str
     version: str
 
@@ -63,6 +64,7 @@ class OperatingSystem:
 class BaseLayer:
     """The base image's layer digest ("" when HSS reported none), and its OS."""
 
+    problem: ClassVar[Problem] = "violation"
     digest: str
     os: OperatingSystem
 
@@ -79,6 +81,7 @@ class BaseLayer:
 class Tag:
     """The image is referenced by this tag, not by digest."""
 
+    problem: ClassVar[Problem] = "violation"
     tag: str | None
 
     def as_dict(self) -> dict[str, object]:
@@ -89,6 +92,7 @@ class Tag:
 class Digest:
     """The image's digest: pinned in the reference, or the registry's for its tag."""
 
+    problem: ClassVar[Problem] = "violation"
     digest: str
     source: Literal["pinned", "registry"]
 
@@ -100,6 +104,7 @@ class Digest:
 class PinnedDigest:
     """The digest pinned in the reference, where it differs from the registry's."""
 
+    problem: ClassVar[Problem] = "violation"
     digest: str
 
     def as_dict(self) -> dict[str, object]:
@@ -110,6 +115,7 @@ class PinnedDigest:
 class InvalidReference:
     """The image string is not a valid reference; ``reason`` says what is wrong with it."""
 
+    problem: ClassVar[Problem] = "violation"
     reason: str
 
     def as_dict(self) -> dict[str, object]:
@@ -120,6 +126,7 @@ class InvalidReference:
 class Unresolved:
     """A fact the rule needs could not be had: the outcome in its place (None: nobody looked it up)."""
 
+    problem: ClassVar[Problem] = "unresolved"
     fact: FactName
     outcome: NotFound | NotApplicable | Failure | None
 
@@ -237,11 +244,11 @@ class Finding:
     @property
     def problem(self) -> Problem:
         """``unresolved`` when a fact was missing, ``violation`` when the image broke the rule."""
-        return "unresolved" if isinstance(self.found, Unresolved) else "violation"
+        return self.found.problem
 
     @property
     def denies(self) -> bool:
-        return self.mode == "Enforce" and (self.problem == "violation" or self.on_unresolved == "Deny")
+        return self.mode == "Enforce" and (self.found.problem == "violation" or self.on_unresolved == "Deny")
 
     @property
     def warns(self) -> bool:

@@ -9,7 +9,8 @@ word.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from image_gate.core.findings import (
     AllowedDigests,
@@ -79,42 +80,44 @@ def one_of(items: Iterable[object]) -> str:
     return "one of " + ", ".join(texts)
 
 
+def _base_layer(found: BaseLayer) -> str:
+    return f"base layer {found.digest or '(none)'} ({_os(found.os)})"
+
+
+def _unresolved(found: Unresolved) -> str:
+    return describe_outcome(found.outcome, fact=found.fact)
+
+
+# One entry per value type (a test holds them to the unions in `findings`); a dict rather than
+# a chain of isinstance checks, because every warning and every line of a denial words two values.
+_FOUND_WORDS: dict[type[object], Callable[[Any], str]] = {
+    OperatingSystem: _os,
+    BaseLayer: _base_layer,
+    Tag: lambda found: f"tag {found.tag}",
+    Digest: lambda found: str(found.digest),
+    PinnedDigest: lambda found: f"pinned {found.digest}",
+    InvalidReference: lambda found: str(found.reason),
+    Unresolved: _unresolved,
+}
+_EXPECTED_WORDS: dict[type[object], Callable[[Any], str]] = {
+    AllowedOS: lambda expected: one_of(expected.rules),
+    NotOS: lambda expected: f"not {expected.rule}",
+    ApprovedLayers: lambda expected: f"one of {len(expected.digests)} approved base layers",
+    PinnedReference: lambda expected: "a reference by digest (@sha256:...)",
+    AllowedDigests: lambda expected: f"one of {len(expected.digests)} allowed digests",
+    RegistryDigest: lambda expected: f"{expected.digest}, the registry's digest for tag {expected.tag}",
+    ValidReference: lambda expected: "a valid image reference",
+}
+
+
 def describe_found(found: FoundValue) -> str:
     """What a failed rule found, in words."""
-    if isinstance(found, OperatingSystem):
-        return _os(found)
-    if isinstance(found, BaseLayer):
-        return f"base layer {found.digest or '(none)'} ({_os(found.os)})"
-    if isinstance(found, Tag):
-        return f"tag {found.tag}"
-    if isinstance(found, Digest):
-        return found.digest
-    if isinstance(found, PinnedDigest):
-        return f"pinned {found.digest}"
-    if isinstance(found, InvalidReference):
-        return found.reason
-    if isinstance(found, Unresolved):
-        return describe_outcome(found.outcome, fact=found.fact)
-    raise TypeError(f"not a found value: {found!r}")
+    return _FOUND_WORDS[type(found)](found)
 
 
 def describe_expected(expected: ExpectedValue) -> str:
     """What a failed rule expected, in words."""
-    if isinstance(expected, AllowedOS):
-        return one_of(expected.rules)
-    if isinstance(expected, NotOS):
-        return f"not {expected.rule}"
-    if isinstance(expected, ApprovedLayers):
-        return f"one of {len(expected.digests)} approved base layers"
-    if isinstance(expected, PinnedReference):
-        return "a reference by digest (@sha256:...)"
-    if isinstance(expected, AllowedDigests):
-        return f"one of {len(expected.digests)} allowed digests"
-    if isinstance(expected, RegistryDigest):
-        return f"{expected.digest}, the registry's digest for tag {expected.tag}"
-    if isinstance(expected, ValidReference):
-        return "a valid image reference"
-    raise TypeError(f"not an expected value: {expected!r}")
+    return _EXPECTED_WORDS[type(expected)](expected)
 
 
 def finding_line(finding: Finding) -> str:
