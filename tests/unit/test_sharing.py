@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import time
+from typing import Any
 
 import pytest
 
+from image_gate.app.clusterfacts import list_cluster_facts
 from image_gate.app.settings import Settings, SettingsError, add_run_arguments
 from image_gate.app.sharing import replica_identity, shares_facts
+from image_gate.core.clock import Deadline
+from image_gate.core.outcomes import BaseImage, Found
+from image_gate.facts.records import FactKey, FactRecord, status_of
+from image_gate.facts.resolver import FactResolver
+from image_gate.facts.shared import SharedFacts
+from tests.fakeclouds import APP_V1, DIGEST_A, MAPPING, FakeHss, FakeSas, known
+from tests.faketime import FakeTime
+
+UBUNTU = BaseImage("Ubuntu", "22.04", "sha256:" + "e" * 64)
 
 
 def settings(*argv: str, **env: str) -> Settings:
@@ -33,3 +45,37 @@ def test_cluster_without_a_namespace_stops_start_up() -> None:
 
 def test_every_process_holds_the_lease_under_its_own_name() -> None:
     assert replica_identity() != replica_identity()
+
+
+async def test_check_from_the_cluster_answers_from_its_facts_and_asks_the_clouds_for_the_rest() -> None:
+    hss, sas = FakeHss(FakeTime()), FakeSas(FakeTime())
+    known(hss, sas)
+    resolver = FactResolver(MAPPING, hss, sas)
+    location = MAPPING.hss_location(APP_V1)
+    assert location is not None
+    stored = status_of(FactRecord(Found(UBUNTU), observed_at=time.time(), expires_at=None))
+    listing = {
+        "items": [
+            {
+                "metadata": {"name": FactKey("huawei", location, APP_V1).name, "resourceVersion": "7"},
+                "spec": {"cloud": "huawei", "reference": str(APP_V1)},
+                "status": stored,
+            }
+        ]
+    }
+
+    class ListingApi:
+        async def request(self, method: str, path: str) -> dict[str, Any]:
+            assert (method, path) == ("GET", "/apis/imagegate.io/v1alpha1/imagefacts")
+            return listing
+
+    listed = await list_cluster_facts(ListingApi())  # type: ignore[arg-type]
+    assert len(listed) == 1
+    facts = SharedFacts(resolver, listed)
+    answer = await facts.resolve(APP_V1, base_image=True, digest=True, deadline=Deadline.after(3))
+    assert answer.base_image == Found(UBUNTU), "the cluster's fact, not the cloud's"
+    assert hss.find_calls == []
+    assert answer.registry_digest == Found(DIGEST_A), "not in the cluster: asked of the cloud"
+    assert len(sas.find_calls) == 1
+    await facts.aclose()
+    await resolver.aclose()

@@ -76,10 +76,19 @@ def _parser() -> argparse.ArgumentParser:
         help="a label of that namespace, for namespaceSelector; repeat for more",
     )
     check.add_argument("--output", "-o", choices=("text", "json"), default="text")
+    check.add_argument(
+        "--from-cluster",
+        action="store_true",
+        help="answer from the cluster's ImageFacts first (kubeconfig), as admission would; the clouds for the rest",
+    )
     # The run settings a check reads: the same flags, variables and defaults, declared once in Settings.
     add_run_arguments(check, only=("config", "deadline_seconds", "hss_endpoint", "sas_endpoint", "cloud_ca_file"))
     commands.add_parser("version", help="print the version")
     return parser
+
+
+class ClusterFactsUnavailable(Exception):
+    """``--from-cluster`` could not list the cluster's ImageFacts; the message says why."""
 
 
 def _error(message: str) -> int:
@@ -99,16 +108,40 @@ def _check(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.ERROR, format="image-gate: %(message)s")
     containers = tuple(Container("container", f"image-{n}", image) for n, image in enumerate(args.images, 1))
     subject = Subject("Pod", f"{args.namespace}/image-gate-check", args.namespace, labels, containers)
-    review = asyncio.run(_review(settings, subject, policies))
+    try:
+        review = asyncio.run(_review(settings, subject, policies, from_cluster=args.from_cluster))
+    except ClusterFactsUnavailable as exc:
+        return _error(str(exc))
     _print_review(review, output=args.output)
     return EXIT_ALLOWED if review.decision.allowed else EXIT_DENIED
 
 
-async def _review(settings: Settings, subject: Subject, policies: list[CompiledPolicy]) -> Review:
+async def _review(
+    settings: Settings, subject: Subject, policies: list[CompiledPolicy], *, from_cluster: bool = False
+) -> Review:
     from image_gate.app.wiring import fact_resolver  # the cloud clients: only when needed
 
     async with fact_resolver(settings) as resolver:
-        return await Admission(resolver, deadline=settings.deadline).review(subject, policies)
+        if not from_cluster:
+            return await Admission(resolver, deadline=settings.deadline).review(subject, policies)
+        from image_gate.app.clusterfacts import list_cluster_facts
+        from image_gate.facts.shared import SharedFacts
+        from image_gate.kube.kubeapi import ApiError, KubeApi
+
+        api = KubeApi()
+        try:
+            listed = await list_cluster_facts(api)
+        except ApiError as exc:
+            raise ClusterFactsUnavailable(
+                f"--from-cluster: the cluster's ImageFacts could not be listed: {exc}"
+            ) from None
+        finally:
+            await api.aclose()
+        facts = SharedFacts(resolver, listed)
+        try:
+            return await Admission(facts, deadline=settings.deadline).review(subject, policies)
+        finally:
+            await facts.aclose()
 
 
 def _labels(pairs: Sequence[str]) -> dict[str, str]:
