@@ -277,3 +277,26 @@ async def test_a_stale_write_is_refused(time: FakeTime, cluster: Cluster) -> Non
     assert await backend.write(key, newer, previous=old) == "written"
     deposed = FactRecord(NotFound("gone"), observed_at=time.now, expires_at=time.now + 30)
     assert await backend.write(key, deposed, previous=old) == "conflict"
+
+
+async def test_a_write_that_loses_to_an_annotation_is_retried(time: FakeTime, cluster: Cluster) -> None:
+    leader, follower = Replica(cluster, time), Replica(cluster, time)
+    original = Backend.write
+    interfered: list[str] = []
+
+    async def write_after_a_request(
+        self: Backend, key: FactKey, record: FactRecord, *, previous: StoredFact | None
+    ) -> WriteResult:
+        current = self.cluster.facts.get(key.name)
+        if current is not None and not interfered:
+            interfered.append(key.name)  # a replica marks the fact requested meanwhile: a new resourceVersion
+            self.cluster._put(replace(current, requested_at=self.cluster.time.now))
+        return await original(self, key, record, previous=previous)
+
+    leader.facts._backend.write = write_after_a_request.__get__(leader.facts._backend)  # type: ignore[method-assign]
+    leader.facts.start_leading()
+    facts = await resolve(follower, time, APP_V1)
+    assert interfered
+    assert facts.base_image == Found(DEBIAN)
+    assert "conflict" in leader.metrics.writes
+    assert leader.metrics.writes.count("written") == 2

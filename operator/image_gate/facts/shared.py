@@ -72,6 +72,8 @@ REQUESTING_NAMESPACE: contextvars.ContextVar[str] = contextvars.ContextVar("imag
 HUAWEI: Final[Cloud] = "huawei"
 ALIYUN: Final[Cloud] = "aliyun"
 _NO_NAMESPACE: Final = "(none)"
+_WRITE_ATTEMPTS: Final = 4
+_CONFLICT_PAUSE: Final = 0.25
 _STORE_API: Final = "ImageFact"
 WriteResult = Literal["written", "unchanged", "conflict"]
 
@@ -432,13 +434,32 @@ class SharedFacts:
         if facts.stale:
             return  # a stale fact stands in for a failure: the stored record stays as it was
         now = self._wall()
-        record = FactRecord(outcome, observed_at=now, expires_at=self._expiry(key, outcome, now))
-        try:
-            result: str = await self._backend.write(key, record, previous=stored)
-        except StoreUnavailable as exc:
-            result = "failed"
-            self._degrade(f"the status of {key.name} could not be written: {exc}")
-        self._observer.store_write(result=result)
+        await self._store(key, FactRecord(outcome, observed_at=now, expires_at=self._expiry(key, outcome, now)))
+
+    async def _store(self, key: FactKey, record: FactRecord) -> None:
+        """Write ``record``, guarded by the resourceVersion last seen; on a conflict, look again and retry.
+
+        A conflict is usually a replica marking the fact requested (an annotation) while we resolved it:
+        our answer is still the newest, so it is written over the version the watch brings. Only a record
+        observed later than ours (another leader's) wins.
+        """
+        for attempt in range(_WRITE_ATTEMPTS):
+            previous = self._backend.lookup(key.name)
+            if (
+                previous is not None
+                and previous.record is not None
+                and previous.record.observed_at > record.observed_at
+            ):
+                return
+            try:
+                result: str = await self._backend.write(key, record, previous=previous)
+            except StoreUnavailable as exc:
+                result = "failed"
+                self._degrade(f"the status of {key.name} could not be written: {exc}")
+            self._observer.store_write(result=result)
+            if result != "conflict" or not self._leading:
+                return
+            await self._sleep(_CONFLICT_PAUSE * (attempt + 1))  # for the watch to bring the newer version
 
     def _expiry(self, key: FactKey, outcome: Outcome[Any], now: float) -> float | None:
         if isinstance(outcome, Found):
