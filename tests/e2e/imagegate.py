@@ -505,6 +505,8 @@ def image_gate_env(control_plane: ControlPlane, sim: CloudSim, catalogue: Catalo
             "IMAGE_GATE_SAS_ENDPOINT": sim.sas_url,
             "IMAGE_GATE_CLOUD_CA_FILE": str(sim.ca_file),
             "IMAGE_GATE_LOG_FORMAT": "json",
+            # Tests stop image-gate often and nothing balances load here; test_hardening_drain sets its own.
+            "IMAGE_GATE_DRAIN_SECONDS": "0.5",
             "HUAWEICLOUD_SDK_AK": huawei.ak,
             "HUAWEICLOUD_SDK_SK": huawei.sk,
             "HUAWEICLOUD_SDK_PROJECT_ID": huawei.project_id,

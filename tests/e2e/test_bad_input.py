@@ -46,7 +46,7 @@ def review(namespace: str, policies: PolicyFactory) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("make_body", "status", "text"),
     [
-        (lambda r: b"{not json", 400, "400: Expecting property name enclosed in double quotes"),
+        (lambda r: b"{not json", 400, "the body is not JSON: Expecting property name enclosed in double quotes"),
         (lambda r: b"[]", 400, "the body is not an AdmissionReview\n"),
         (
             lambda r: {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"},
@@ -61,9 +61,9 @@ def review(namespace: str, policies: PolicyFactory) -> dict[str, Any]:
         (
             lambda r: without(r, "request", "object"),
             400,
-            "400: Either old or new object is missing from the admission request.",
+            "the review carries neither request.object nor request.oldObject\n",
         ),
-        (lambda r: without(r, "request", "userInfo"), 400, "400: User info is missing from the admission request."),
+        (lambda r: without(r, "request", "userInfo"), 400, "request.userInfo is missing\n"),
     ],
     ids=["not json", "a list", "no request", "v1beta1", "no object", "no userInfo"],
 )

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
+import kopf
 import pytest
+from aiohttp import web
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kopf._core.reactor.inventory import ResourceMemories
 
 from image_gate.app.stopping import GracefulStop
@@ -20,7 +24,8 @@ from image_gate.core.admission import Admission, Review
 from image_gate.core.evaluate import Subject
 from image_gate.core.policy import CompiledPolicy
 from image_gate.kube.readiness import Readiness
-from image_gate.kube.server import ReviewServer
+from image_gate.kube.server import DEFAULT_MAX_REVIEW_BYTES, ReviewServer, _answer
+from image_gate.kube.webhook import guarded
 from tests.kopfwebhook import NoFacts, kopf_webhook_fn, operator_registry, pod, review, serving
 
 MiB = 1024 * 1024
@@ -157,3 +162,67 @@ async def test_sigterm_drains_unready_closing_each_connection_then_stops(client:
         assert during.headers["Connection"].lower() == "close", "the client reconnects elsewhere"
         await asyncio.wait_for(stopping.stop.wait(), timeout=5)
         assert asyncio.get_running_loop().time() - started >= 0.3
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=8,
+)
+# Every place of a pod review a hostile or broken client could put anything at.
+REVIEW_PATHS = [
+    ("request",),
+    *[("request", key) for key in review(pod())["request"]],
+    ("request", "resource", "version"),
+    ("request", "object", "metadata"),
+    *[("request", "object", "metadata", key) for key in ("name", "namespace", "uid", "labels", "generateName")],
+    ("request", "object", "spec"),
+    ("request", "object", "spec", "containers"),
+    ("request", "object", "spec", "initContainers"),
+    ("request", "object", "spec", "ephemeralContainers"),
+]
+
+
+def judge_in_process(fn: kopf.WebhookFn) -> Callable[[Any], Awaitable[tuple[int, Any]]]:
+    """The server's own request path without the socket: (HTTP status, body)."""
+
+    class Request:
+        def __init__(self, body: bytes) -> None:
+            self.body = body
+            self.content_length = len(body)
+            self.match_info = {"webhook": "pods"}
+
+        async def read(self) -> bytes:
+            return self.body
+
+    async def judge(document: Any) -> tuple[int, Any]:
+        try:
+            response = await _answer(guarded(fn), Request(json.dumps(document).encode()), DEFAULT_MAX_REVIEW_BYTES)  # type: ignore[arg-type]
+        except web.HTTPException as exc:
+            return exc.status, exc.text
+        assert response.body is not None
+        return response.status, json.loads(response.body)  # type: ignore[arg-type]
+
+    return judge
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+async def test_any_value_anywhere_in_a_review_is_a_verdict_or_a_4xx(data: st.DataObject) -> None:
+    judge = judge_in_process(kopf_webhook_fn(operator_registry(Admission(NoFacts())), memories=ResourceMemories()))
+    document = review(pod(), operation=data.draw(st.sampled_from(["CREATE", "UPDATE"])), old=pod())
+    for path in data.draw(st.lists(st.sampled_from(REVIEW_PATHS), min_size=1, max_size=3)):
+        target = document
+        for key in path[:-1]:
+            if not isinstance(target.get(key), dict):
+                break
+            target = target[key]
+        else:
+            target[path[-1]] = data.draw(JSON_VALUES)
+    status, body = await judge(document)
+    if status == 200:
+        assert body["response"]["uid"] == document["request"]["uid"]
+        assert body["response"].get("status", {}).get("code", 200) != 500, body
+    else:
+        assert 400 <= status < 500, (status, body)
+        assert body.strip()

@@ -30,6 +30,7 @@ from typing import Any
 
 import kopf
 from aiohttp import web
+from kopf._core.engines import admission
 
 from image_gate.kube.webhook import guarded
 
@@ -122,6 +123,8 @@ async def _answer(judge: kopf.WebhookFn, request: web.Request, limit: int) -> we
         response = await judge(review, webhook=request.match_info["webhook"])
     except web.HTTPException:
         raise
+    except admission.WebhookError as exc:  # kopf's own refusals of a review's shape; review_problem comes first
+        raise web.HTTPBadRequest(text=f"{exc}\n") from None
     except RecursionError:  # kopf walks the objects (its diff of old and new) before any handler runs
         raise web.HTTPBadRequest(text="the review's objects nest deeper than image-gate reads\n") from None
     except Exception:

@@ -183,7 +183,7 @@ def review_problem(review: object, webhook: str | None) -> None:
     request = review.get("request")
     if not isinstance(request, Mapping) or not isinstance(request.get("resource"), Mapping):
         raise web.HTTPBadRequest(text="the AdmissionReview has no request, or its request names no resource\n")
-    group, _, plural, _ = HANDLED_RESOURCES[webhook]
+    group, version, plural, _ = HANDLED_RESOURCES[webhook]
     resource = request["resource"]
     if (resource.get("group"), resource.get("resource")) != (group, plural):
         wanted = f"{group}/{plural}" if group else plural
@@ -193,8 +193,8 @@ def review_problem(review: object, webhook: str | None) -> None:
         raise web.HTTPBadRequest(
             text=f"/{webhook} judges {wanted}, not {got}: check the ValidatingWebhookConfiguration's paths\n"
         )
-    if not isinstance(resource.get("version"), str):
-        raise web.HTTPBadRequest(text="request.resource.version must be a string\n")
+    if resource.get("version") != version:
+        raise web.HTTPBadRequest(text=f"/{webhook} judges {version} objects, not version {resource.get('version')!r}\n")
     _field_problem(request)
 
 
@@ -227,7 +227,7 @@ def _field_problem(request: Mapping[str, Any]) -> None:
     if new is None and old is None:
         raise web.HTTPBadRequest(text="the review carries neither request.object nor request.oldObject\n")
     for name, body in (("object", new), ("oldObject", old)):
-        metadata = {} if body is None else body.get("metadata") or {}
+        metadata = {} if body is None else body.get("metadata", {})  # kopf reads a null one as an object
         if not isinstance(metadata, Mapping):
             raise web.HTTPBadRequest(text=f"request.{name}.metadata must be an object\n")
         for key in _METADATA_STRINGS:
