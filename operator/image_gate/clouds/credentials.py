@@ -12,23 +12,32 @@ only this much:
   with (``await provider.credentials()``), renewing it first when needed;
 * anything that goes wrong is a `CredentialsError` (fix the configuration) or
   its `CredentialsUnavailable` (the credential service failed: it may pass);
-* a key shown to people goes through `mask`, the same way for both clouds.
+* a key shown to people goes through `mask`, the same way for both clouds;
+* temporary credentials from a credential service (CCE Pod Identity, RRSA)
+  are `RenewedCredentials`, exchanged for a projected token file the kubelet
+  rotates (`read_token_file`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Protocol, TypeVar
+from pathlib import Path
+from typing import Generic, Protocol, TypeVar
+
+from image_gate.clouds._common import Refresher
 
 __all__ = [
     "Credentials",
     "CredentialsError",
     "CredentialsProvider",
     "CredentialsUnavailable",
+    "RenewedCredentials",
     "any_set",
     "mask",
+    "read_token_file",
 ]
 
+C = TypeVar("C")
 C_co = TypeVar("C_co", covariant=True)
 
 _SHOWN = 4
@@ -78,6 +87,43 @@ class CredentialsProvider(Protocol[C_co]):
     async def aclose(self) -> None:
         """Release the connections to the credential service, if any."""
         ...
+
+
+class RenewedCredentials(Generic[C]):
+    """Temporary credentials, renewed ahead of expiry by ``self._refresher`` (set by the subclass).
+
+    Renewal is shared by concurrent callers and survives a caller giving up;
+    see `image_gate.clouds._common.Refresher`.
+    """
+
+    _refresher: Refresher[C]
+
+    @property
+    def refreshes(self) -> int:
+        """How many times the credential service was asked (for tests and metrics)."""
+        return self._refresher.refreshes
+
+    async def credentials(self) -> C:
+        return await self._refresher.get()
+
+    async def wait_idle(self) -> None:
+        """Wait for a renewal running in the background, if any (for tests)."""
+        await self._refresher.wait_idle()
+
+    def invalidate(self) -> None:
+        """The cloud refused the credentials: renew them before the next use."""
+        self._refresher.invalidate()
+
+
+def read_token_file(path: Path, what: str) -> str:
+    """The token in ``path``, read afresh (the kubelet rotates it); `CredentialsError` naming ``what``."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise CredentialsError(f"cannot read {what} {str(path)!r}: {exc.strerror}") from None
+    if not token:
+        raise CredentialsError(f"{what} {str(path)!r} is empty")
+    return token
 
 
 def mask(key_id: str) -> str:

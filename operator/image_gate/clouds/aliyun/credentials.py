@@ -51,7 +51,15 @@ from image_gate.clouds._common import (
     json_object,
     tls_verify,
 )
-from image_gate.clouds.credentials import CredentialsError, CredentialsProvider, CredentialsUnavailable, any_set, mask
+from image_gate.clouds.credentials import (
+    CredentialsError,
+    CredentialsProvider,
+    CredentialsUnavailable,
+    RenewedCredentials,
+    any_set,
+    mask,
+    read_token_file,
+)
 
 __all__ = [
     "ENV_ACCESS_KEY_ID",
@@ -175,7 +183,7 @@ class StaticCredentials:
 
 
 @dataclass(repr=False, eq=False)
-class RrsaCredentials:
+class RrsaCredentials(RenewedCredentials[AliyunCredential]):
     """Temporary credentials for a RAM role, in exchange for the pod's OIDC token (RRSA).
 
     The fingerprint is the role ARN's: the STS AccessKey ID changes with every
@@ -215,21 +223,6 @@ class RrsaCredentials:
     def fingerprint(self) -> str:
         return fingerprint(self.role_arn)
 
-    @property
-    def refreshes(self) -> int:
-        """How many times STS was asked (for tests and metrics)."""
-        return self._refresher.refreshes
-
-    async def credentials(self) -> AliyunCredential:
-        return await self._refresher.get()
-
-    async def wait_idle(self) -> None:
-        """Wait for a renewal running in the background, if any."""
-        await self._refresher.wait_idle()
-
-    def invalidate(self) -> None:
-        self._refresher.invalidate()
-
     async def aclose(self) -> None:
         await self._refresher.aclose()
         if self._http is not None:
@@ -245,7 +238,7 @@ class RrsaCredentials:
     __str__ = __repr__
 
     async def _assume_role(self) -> tuple[AliyunCredential, float | None]:
-        token = self._read_token()
+        token = read_token_file(self.token_file, f"the OIDC token file ({ENV_OIDC_TOKEN_FILE})")
         if self._http is None:
             self._http = httpx.AsyncClient(
                 verify=tls_verify(self.verify), timeout=self.timeout, transport=self.transport
@@ -291,17 +284,6 @@ class RrsaCredentials:
             _iso(credential.expires_at) if credential.expires_at else "?",
         )
         return credential, credential.expires_at
-
-    def _read_token(self) -> str:
-        try:
-            token = self.token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise CredentialsError(
-                f"cannot read the OIDC token file {self.token_file} ({ENV_OIDC_TOKEN_FILE}): {exc.strerror}"
-            ) from None
-        if not token:
-            raise CredentialsError(f"the OIDC token file {self.token_file} ({ENV_OIDC_TOKEN_FILE}) is empty")
-        return token
 
 
 def sts_endpoint(env: Mapping[str, str]) -> str:

@@ -37,7 +37,14 @@ import httpx
 
 from image_gate.clouds import _common
 from image_gate.clouds._common import Refresher, TlsVerify, WallClock, first_text, json_object, tls_verify
-from image_gate.clouds.credentials import CredentialsError, CredentialsProvider, CredentialsUnavailable, mask
+from image_gate.clouds.credentials import (
+    CredentialsError,
+    CredentialsProvider,
+    CredentialsUnavailable,
+    RenewedCredentials,
+    mask,
+    read_token_file,
+)
 
 __all__ = [
     "ENV_AK",
@@ -157,7 +164,7 @@ def parse_expiry(value: object) -> float:
     return moment.timestamp()
 
 
-class PodIdentityCredentials:
+class PodIdentityCredentials(RenewedCredentials[HuaweiCredentials]):
     """Temporary credentials from CCE Pod Identity, renewed before they expire.
 
     ``POST <full URI>`` with ``Authorization: <contents of the token file>``
@@ -205,35 +212,12 @@ class PodIdentityCredentials:
     def __repr__(self) -> str:
         return f"PodIdentityCredentials(uri={self.uri!r}, token_file={str(self.token_file)!r})"
 
-    @property
-    def refreshes(self) -> int:
-        """How many times credentials were fetched."""
-        return self._refresher.refreshes
-
-    async def credentials(self) -> HuaweiCredentials:
-        return await self._refresher.get()
-
-    async def wait_idle(self) -> None:
-        """Wait for a background renewal, if one is running (for tests)."""
-        await self._refresher.wait_idle()
-
     async def aclose(self) -> None:
         await self._refresher.aclose()
         await self._http.aclose()
 
-    def _read_token(self) -> str:
-        try:
-            token = self.token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise CredentialsError(
-                f"cannot read the Pod Identity token file {str(self.token_file)!r}: {exc.strerror}"
-            ) from None
-        if not token:
-            raise CredentialsError(f"the Pod Identity token file {str(self.token_file)!r} is empty")
-        return token
-
     async def _fetch(self) -> tuple[HuaweiCredentials, float | None]:
-        token = self._read_token()  # afresh each time: the kubelet rotates it
+        token = read_token_file(self.token_file, "the Pod Identity token file")
         try:
             response = await self._http.post(self.uri, headers={"Authorization": token}, json={})
         except httpx.TimeoutException:
