@@ -226,3 +226,37 @@ async def test_any_value_anywhere_in_a_review_is_a_verdict_or_a_4xx(data: st.Dat
     else:
         assert 400 <= status < 500, (status, body)
         assert body.strip()
+
+
+class SlowAdmission(Admission):
+    """A review that takes a while: still being judged when the server is told to stop."""
+
+    def __init__(self, facts: NoFacts) -> None:
+        super().__init__(facts)
+        self.started = asyncio.Event()
+
+    async def review(self, subject: Subject, policies: Sequence[CompiledPolicy]) -> Review:
+        self.started.set()
+        await asyncio.sleep(0.5)
+        return await super().review(subject, policies)
+
+
+async def test_stopping_finishes_the_reviews_in_flight(client: httpx.AsyncClient) -> None:
+    admission = SlowAdmission(NoFacts())
+    server = ReviewServer(address="127.0.0.1", port=0, ssl_context=None, url_host="127.0.0.1")
+    configs = server(kopf_webhook_fn(operator_registry(admission), memories=ResourceMemories()))
+    url = (await anext(configs))["url"]
+
+    async def serve_until_cancelled() -> None:
+        await anext(configs)
+
+    serving_task = asyncio.create_task(serve_until_cancelled())
+    in_flight = asyncio.create_task(client.post(f"{url}/pods", json=review(pod())))
+    await asyncio.wait_for(admission.started.wait(), timeout=10)
+    serving_task.cancel()  # what kopf does when the operator stops
+    answer = await in_flight
+    await asyncio.gather(serving_task, return_exceptions=True)
+    assert answer.status_code == 200
+    assert answer.json()["response"]["allowed"] is True
+    with pytest.raises(httpx.ConnectError):
+        await client.post(f"{url}/pods", json=review(pod()))
