@@ -25,7 +25,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -89,7 +89,6 @@ _HEX64 = re.compile(r"[a-f0-9]{64}")
 _DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
 
 _log = logging.getLogger(__name__)
-R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)

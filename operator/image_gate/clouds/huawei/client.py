@@ -18,7 +18,6 @@ raise for anything the cloud or the network does.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -75,9 +74,6 @@ API_LIST_IMAGES = "ListRegistryImages"
 API_BASE_IMAGE = "ListImageBasicImage"
 DEFAULT_RATE = Rate(5, 60.0)
 """HSS's published quota: 5 calls per minute per user on each API."""
-
-
-log = logging.getLogger(__name__)
 
 
 def hss_endpoint(region: str) -> str:
