@@ -10,8 +10,9 @@
 # (the PYTHON_IMAGE build argument):
 #   1. python:3.11-slim-bookworm when it can be pulled (or is already in local storage);
 #   2. otherwise a Python 3.11 base made from Debian bookworm packages with mmdebstrap, kept in
-#      local storage as localhost/image-gate-base:python3.11-bookworm and reused by later builds
-#      (--refresh-base rebuilds it, e.g. for security updates).
+#      local storage as localhost/image-gate-base:python3.11-bookworm, its root filesystem in
+#      ~/.cache/image-gate/image-base/, both reused by later builds (--refresh-base rebuilds it,
+#      e.g. for security updates).
 # pip inside the build uses the host's index settings (`pip config list`: index URLs, trusted
 # hosts, timeouts) and, when the host configures one, its CA bundle, as build secrets: neither
 # ends up in a layer.
@@ -31,6 +32,9 @@ IMAGE=localhost/image-gate:dev
 RELEASE_REPOSITORY=ghcr.io/image-gate/image-gate
 DEFAULT_BASE=docker.io/library/python:3.11-slim-bookworm
 DEBIAN_BASE=localhost/image-gate-base:python3.11-bookworm
+# The base's root filesystem is kept beside the control-plane binaries (CI caches ~/.cache/image-gate):
+# a fresh machine imports it in seconds instead of running mmdebstrap again.
+BASE_ROOTFS=${IMAGE_GATE_CACHE:-$HOME/.cache/image-gate}/image-base/debian-bookworm-python3.11.tar
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DEBIAN_SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 SIZE_GOAL_MB=150
@@ -73,27 +77,32 @@ image_exists() { buildah inspect --type image "$1" >/dev/null 2>&1; }
 
 # ------------------------------------------------------------------------------------------- base
 build_debian_base() {
-  local work ctr
-  work=$(mktemp -d)
-  say "building $DEBIAN_BASE from Debian bookworm packages (mmdebstrap; a few minutes)"
-  # essential + python3 (3.11 in bookworm), python3-venv (ensurepip, for the builder stage),
-  # CA certificates and time zones. The merged-usr hook avoids the usrmerge package (and the
-  # ~45 MB of perl it pulls in); documentation, manuals and translations are not unpacked, nor
-  # glibc's iconv modules (gconv, 8 MB: Python has its own codecs).
-  mmdebstrap --variant=essential \
-    --include=python3,python3-venv,ca-certificates,tzdata \
-    --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
-    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
-    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*' \
-    --dpkgopt='path-exclude=/usr/lib/*/gconv/*' \
-    bookworm "$work/rootfs.tar" \
-    "deb $DEBIAN_MIRROR bookworm main" \
-    "deb $DEBIAN_MIRROR bookworm-updates main" \
-    "deb $DEBIAN_SECURITY_MIRROR bookworm-security main" \
-    >"$work/mmdebstrap.log" 2>&1 || { tail -n 40 "$work/mmdebstrap.log" >&2; exit 1; }
+  local ctr
+  mkdir -p "$(dirname "$BASE_ROOTFS")"
+  if [ "$refresh_base" = true ] || [ ! -s "$BASE_ROOTFS" ]; then
+    say "building $DEBIAN_BASE from Debian bookworm packages (mmdebstrap; a few minutes)"
+    # essential + python3 (3.11 in bookworm), python3-venv (ensurepip, for the builder stage),
+    # CA certificates and time zones. The merged-usr hook avoids the usrmerge package (and the
+    # ~45 MB of perl it pulls in); documentation, manuals and translations are not unpacked, nor
+    # glibc's iconv modules (gconv, 8 MB: Python has its own codecs).
+    mmdebstrap --variant=essential --format=tar \
+      --include=python3,python3-venv,ca-certificates,tzdata \
+      --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
+      --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+      --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+      --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*' \
+      --dpkgopt='path-exclude=/usr/lib/*/gconv/*' \
+      bookworm "$BASE_ROOTFS.partial" \
+      "deb $DEBIAN_MIRROR bookworm main" \
+      "deb $DEBIAN_MIRROR bookworm-updates main" \
+      "deb $DEBIAN_SECURITY_MIRROR bookworm-security main" \
+      >"$BASE_ROOTFS.log" 2>&1 || { tail -n 40 "$BASE_ROOTFS.log" >&2; exit 1; }
+    mv "$BASE_ROOTFS.partial" "$BASE_ROOTFS"
+  else
+    say "importing $DEBIAN_BASE from $BASE_ROOTFS (--refresh-base rebuilds it)"
+  fi
   ctr=$(buildah from scratch)
-  buildah add --quiet "$ctr" "$work/rootfs.tar" /
+  buildah add --quiet "$ctr" "$BASE_ROOTFS" /
   buildah config \
     --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --env LANG=C.UTF-8 \
@@ -101,7 +110,6 @@ build_debian_base() {
     --label org.opencontainers.image.description="Debian bookworm with Python 3.11 (Debian packages), built by mmdebstrap" \
     "$ctr"
   buildah commit --quiet --rm "$ctr" "$DEBIAN_BASE" >/dev/null
-  rm -rf "$work"
 }
 
 step=$(stamp)
