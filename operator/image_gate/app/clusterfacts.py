@@ -43,6 +43,18 @@ class ListedFacts:
     async def write(self, key: FactKey, record: FactRecord, *, previous: StoredFact | None) -> WriteResult:
         raise StoreUnavailable("image-gate check writes nothing")
 
+    def count(self) -> int:
+        return len(self._facts)
+
+    async def mark_used(self, name: str, at: float) -> None:
+        pass  # a check is not a use: nothing is recorded
+
+    async def delete(self, stored: StoredFact) -> bool:
+        return False
+
+    async def warn(self, reason: str, message: str) -> None:
+        pass
+
 
 async def list_cluster_facts(api: KubeApi) -> ListedFacts:
     """Every ImageFact of the cluster (`image_gate.kube.kubeapi.ApiError` when it cannot be listed)."""

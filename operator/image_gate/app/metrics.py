@@ -10,6 +10,7 @@ and so on. A registry per instance keeps tests independent.
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -129,6 +130,15 @@ class Metrics:
             "image_gate_facts", "ImageFacts in the cluster, by state (Pending until resolved).", ["state"], registry=r
         )
 
+        self.fact_cap_reached = Gauge(
+            "image_gate_fact_cap_reached",
+            "1 while the ImageFacts reach their cap: new facts are then resolved by each replica on its own.",
+            registry=r,
+        )
+        self.facts_deleted_total = Counter(
+            "image_gate_facts_deleted", "ImageFacts deleted by the leader because nobody used them.", registry=r
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -138,8 +148,10 @@ class Metrics:
         mode = decision.mode or "none"
         self.admissions.labels(kind, decision.verdict, mode, str(dry_run).lower()).inc()
         self.review_seconds.labels(kind).observe(seconds)
-        for finding in decision.findings:
-            self.findings.labels(finding.policy, finding.mode, finding.problem).inc()
+        # One increment per label set, not per finding: a pod may bring tens of thousands of findings.
+        tally = collections.Counter((finding.policy, finding.mode, finding.problem) for finding in decision.findings)
+        for (policy, mode, problem), count in tally.items():
+            self.findings.labels(policy, mode, problem).inc(count)
 
     def policy_counts(self, *, ready: int, invalid: int) -> None:
         self.policies.labels("ready").set(ready)
@@ -198,6 +210,12 @@ class Metrics:
     def pending_by_namespace(self, counts: Mapping[str, int]) -> None:
         for namespace, count in counts.items():
             self.pending_lookups.labels(namespace).set(count)
+
+    def fact_cap(self, *, count: int, reached: bool) -> None:
+        self.fact_cap_reached.set(1 if reached else 0)
+
+    def facts_deleted(self, *, count: int) -> None:
+        self.facts_deleted_total.inc(count)
 
     def fact_states(self, counts: Mapping[str, int]) -> None:
         for state, count in counts.items():

@@ -88,7 +88,7 @@ class FactSharing:
                 )
                 yield resolver
                 return
-            store = KubeFactStore(api)
+            store = KubeFactStore(api, namespace=namespace, lease=LEASE_NAME)
             facts = SharedFacts(
                 resolver,
                 store,

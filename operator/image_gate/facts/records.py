@@ -334,6 +334,13 @@ class StoredFact:
     resource_version: str | None = None
     requested_at: float | None = None
     requested_by: str = ""
+    last_used: float | None = None
+    """When a review last needed it, as recorded (at most once a day; ``status.lastUsed``)."""
+    created_at: float | None = None
+
+    def used_since(self) -> float | None:
+        """The last sign of use: the recorded use, else the creation (a replica asked for it then)."""
+        return self.last_used if self.last_used is not None else self.created_at
 
     def pending(self, now: float) -> bool:
         """The leader has something to do: no answer yet, or an expired one that somebody asked for again."""
@@ -356,18 +363,23 @@ def stored_fact(body: Mapping[str, Any]) -> StoredFact:
             record = record_from_status(status)
         except UnreadableRecord:
             record = None
-    requested_at: float | None = None
-    if isinstance(annotations.get(REQUESTED_AT), str):
-        try:
-            requested_at = from_rfc3339(annotations[REQUESTED_AT])
-        except UnreadableRecord:
-            requested_at = None
     return StoredFact(
         name=str(metadata.get("name") or ""),
         cloud=str(spec.get("cloud") or ""),
         reference=str(spec.get("reference") or ""),
         record=record,
         resource_version=metadata.get("resourceVersion"),
-        requested_at=requested_at,
+        requested_at=_time_or_none(annotations.get(REQUESTED_AT)),
         requested_by=str(annotations.get(REQUESTED_BY) or ""),
+        last_used=_time_or_none(status.get("lastUsed")),
+        created_at=_time_or_none(metadata.get("creationTimestamp")),
     )
+
+
+def _time_or_none(value: object) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return from_rfc3339(value)
+    except UnreadableRecord:
+        return None

@@ -40,7 +40,7 @@ import contextvars
 import logging
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
 from image_gate.core.clock import Clock, Deadline, Sleep, monotonic, sleep
@@ -52,6 +52,7 @@ from image_gate.facts.fairqueue import FairQueue
 from image_gate.facts.records import Cloud, FactKey, FactRecord, StoredFact
 from image_gate.facts.registries import RegistryMapping
 from image_gate.facts.resolver import FactResolver
+from image_gate.facts.upkeep import REFRESH_GROUP, Upkeep, UpkeepSettings
 
 __all__ = [
     "REQUESTING_NAMESPACE",
@@ -97,6 +98,18 @@ class FactStoreBackend(Protocol):
     async def write(self, key: FactKey, record: FactRecord, *, previous: StoredFact | None) -> WriteResult:
         """Write ``record`` as the status, guarded by ``previous``'s resourceVersion; `StoreUnavailable`."""
 
+    def count(self) -> int:
+        """How many ImageFacts there are (from the index)."""
+
+    async def mark_used(self, name: str, at: float) -> None:
+        """Record ``status.lastUsed``; `StoreUnavailable`."""
+
+    async def delete(self, stored: StoredFact) -> bool:
+        """Delete the ImageFact unless it changed since ``stored``; True if it was deleted."""
+
+    async def warn(self, reason: str, message: str) -> None:
+        """A Warning Event where operators look; failures are logged, not raised."""
+
 
 class SharedFactsObserver(Protocol):
     def store_write(self, *, result: str) -> None:
@@ -111,6 +124,12 @@ class SharedFactsObserver(Protocol):
     def pending_by_namespace(self, counts: Mapping[str, int]) -> None:
         """The leader's queue, by namespace (all namespaces it has seen; 0 when drained)."""
 
+    def fact_cap(self, *, count: int, reached: bool) -> None:
+        """How many ImageFacts there are, and whether the cap is reached (new ones are not created)."""
+
+    def facts_deleted(self, *, count: int) -> None:
+        """Unused facts deleted by the leader."""
+
 
 class NullSharedFactsObserver:
     def store_write(self, *, result: str) -> None:
@@ -123,6 +142,12 @@ class NullSharedFactsObserver:
         pass
 
     def pending_by_namespace(self, counts: Mapping[str, int]) -> None:
+        pass
+
+    def fact_cap(self, *, count: int, reached: bool) -> None:
+        pass
+
+    def facts_deleted(self, *, count: int) -> None:
         pass
 
 
@@ -144,6 +169,7 @@ class StoreSettings:
     hss_quota_window: float = 63.0
     """HSS's quota period with the client's safety margin: a new leader waits this long after its predecessor's
     last call on each HSS API."""
+    upkeep: UpkeepSettings = field(default_factory=UpkeepSettings)
 
     def __post_init__(self) -> None:
         for name in ("tag_ttl", "negative_ttl", "max_stale", "failure_ttl", "lookup_budget", "degraded_for"):
@@ -183,6 +209,9 @@ class SharedFacts:
         self._waiters: dict[str, asyncio.Future[_Answer]] = {}
         self._requests: dict[str, asyncio.Task[None]] = {}
         self._asked: dict[str, float | None] = {}
+        self._marked: dict[str, float] = {}
+        """Facts whose use this replica recorded, and when."""
+        self._background: set[asyncio.Task[None]] = set()
         """Names this replica asked for, with the observedAt of the answer it asked over (None: none yet)."""
         self._degraded_until = float("-inf")
         self._queue: FairQueue[str, FactKey] = FairQueue(max_items=settings.max_pending)
@@ -226,9 +255,43 @@ class SharedFacts:
         stored = self._backend.lookup(key.name)
         now = self._wall()
         record = stored.record if stored is not None else None
-        if record is not None and record.fresh(now):
-            return record.outcome, ()
+        if record is not None:
+            assert stored is not None
+            self._note_use(stored, now)
+            if record.fresh(now):
+                return record.outcome, ()
+            if isinstance(record.outcome, Found) and now - record.observed_at < self.settings.max_stale:
+                # Expired but not too old: answer it (marked stale) at once and have it refreshed,
+                # rather than make every review wait for the leader.
+                self._ask(key, REQUESTING_NAMESPACE.get() or _NO_NAMESPACE, stored)
+                because = TimedOut(cloud=key.cloud, api=_STORE_API, detail="expired; the leader is refreshing it")
+                return record.outcome, (StaleFact(fact, now - record.observed_at, (because,)),)
+        elif stored is None and self._backend.count() >= self.settings.upkeep.max_facts:
+            self._observer.fact_cap(count=self._backend.count(), reached=True)
+            return await self._in_process(cloud, image, deadline)
         return await self._miss(key, stored, deadline, fact)
+
+    def _note_use(self, stored: StoredFact, now: float) -> None:
+        """Record that a review used the fact: at most once per ``used_every`` per fact and replica."""
+        every = self.settings.upkeep.used_every
+        last = stored.last_used
+        if last is not None and now - last < every:
+            return
+        marked = self._marked.get(stored.name)
+        if marked is not None and now - marked < every:
+            return
+        if len(self._marked) >= 50_000:
+            self._marked.clear()
+        self._marked[stored.name] = now
+        task = asyncio.ensure_future(self._mark_used(stored.name, now))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _mark_used(self, name: str, now: float) -> None:
+        try:
+            await self._backend.mark_used(name, now)
+        except StoreUnavailable as exc:
+            logger.debug("the use of %s was not recorded: %s", name, exc)
 
     def _key(self, cloud: Cloud, image: ImageReference) -> FactKey | None:
         """The fact's key, or None when the resolver answers without a call (no mapping, no tag to compare)."""
@@ -381,6 +444,18 @@ class SharedFacts:
         self._workers = [
             loop.create_task(self._work(), name=f"image-gate fact worker {n}") for n in range(self.settings.workers)
         ]
+        upkeep = Upkeep(
+            self._backend,
+            self.settings.upkeep,
+            refresh=lambda key: self._enqueue(REFRESH_GROUP, key),
+            key_of=self._key_of,
+            idle=lambda: len(self._queue) == 0,
+            observer=self._observer,
+            wall=self._wall,
+            clock=self._clock,
+            sleep=self._sleep,
+        )
+        self._workers.append(loop.create_task(upkeep.run(), name="image-gate fact upkeep"))
 
     def stop_leading(self) -> None:
         """The Lease is lost: stop resolving for others at once (what is in flight in the resolver finishes)."""
@@ -474,7 +549,7 @@ class SharedFacts:
 
     async def aclose(self) -> None:
         self.stop_leading()
-        tasks = list(self._requests.values())
+        tasks = [*self._requests.values(), *self._background]
         for task in tasks:
             task.cancel()
         if tasks:

@@ -20,6 +20,8 @@ Any write that fails for want of permission or of an API server raises
 
 from __future__ import annotations
 
+import logging
+import socket
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
@@ -44,8 +46,11 @@ from image_gate.facts.records import (
 )
 from image_gate.facts.shared import SharedFacts, StoreUnavailable, WriteResult
 from image_gate.kube.kubeapi import MERGE_PATCH, ApiError, KubeApi
+from image_gate.kube.lease import micro_time
 
 __all__ = ["FACTS_INDEX", "KubeFactStore", "register_fact_store"]
+
+logger = logging.getLogger(__name__)
 
 FACTS_INDEX: Final = "image_gate_facts"
 FACT_RESOURCE: Final = (API_GROUP, API_VERSION, FACT_PLURAL)
@@ -66,8 +71,11 @@ _STATUS_FIELDS: Final = (
 class KubeFactStore:
     """`FactStoreBackend` over the kopf index and the API server."""
 
-    def __init__(self, api: KubeApi, *, wall: Clock = time.time) -> None:
+    def __init__(self, api: KubeApi, *, namespace: str = "", lease: str = "", wall: Clock = time.time) -> None:
+        """``namespace`` and ``lease`` name the object Warning Events are posted on (image-gate's Lease)."""
         self._api = api
+        self._namespace = namespace
+        self._lease = lease
         self._wall = wall
         self._index: Mapping[str, Iterable[StoredFact]] | None = None
 
@@ -135,6 +143,65 @@ class KubeFactStore:
                 return "conflict"  # written since we read it: the watch brings the newer one
             raise StoreUnavailable(str(exc)) from None
         return "written"
+
+    def count(self) -> int:
+        index = self._index
+        return len(index) if index is not None else 0
+
+    async def mark_used(self, name: str, at: float) -> None:
+        try:
+            await self._api.request(
+                "PATCH",
+                f"{_COLLECTION}/{name}/status",
+                {"status": {"lastUsed": to_rfc3339(at)}},
+                content_type=MERGE_PATCH,
+            )
+        except ApiError as exc:
+            if not exc.not_found:
+                raise StoreUnavailable(str(exc)) from None
+
+    async def delete(self, stored: StoredFact) -> bool:
+        options: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        if stored.resource_version:
+            options["preconditions"] = {"resourceVersion": stored.resource_version}
+        try:
+            await self._api.request("DELETE", f"{_COLLECTION}/{stored.name}", options)
+        except ApiError as exc:
+            if not (exc.conflict or exc.not_found):
+                logger.warning("the unused ImageFact %s was not deleted: %s", stored.name, exc)
+            return False
+        return True
+
+    async def warn(self, reason: str, message: str) -> None:
+        if not self._namespace:
+            return
+        now = micro_time(self._wall())
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": "image-gate-", "namespace": self._namespace},
+            "involvedObject": {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "name": self._lease,
+                "namespace": self._namespace,
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning",
+            "source": {"component": "image-gate"},
+            "reportingComponent": "image-gate",
+            "reportingInstance": socket.gethostname(),
+            "firstTimestamp": to_rfc3339(self._wall()),
+            "lastTimestamp": to_rfc3339(self._wall()),
+            "eventTime": now,
+            "action": "Upkeep",
+            "count": 1,
+        }
+        try:
+            await self._api.request("POST", f"/api/v1/namespaces/{self._namespace}/events", event)
+        except ApiError as exc:
+            logger.warning("the %s Event was not posted: %s", reason, exc)
 
     async def _create(self, key: FactKey, annotations: Mapping[str, str]) -> None:
         body = {
