@@ -8,9 +8,10 @@ from dataclasses import replace
 import pytest
 
 from image_gate.core.images import ImageReference
-from image_gate.core.outcomes import Found, NotFound, TimedOut
+from image_gate.core.outcomes import Found, NotApplicable, NotFound, TimedOut
 from image_gate.facts.calllog import Handover
 from image_gate.facts.records import FactKey, FactRecord, StoredFact
+from image_gate.facts.regions import HSS_REGIONS, RegionAllowList
 from image_gate.facts.shared import REQUESTING_NAMESPACE, WriteResult
 from tests.factcluster import Backend, Cluster, Replica, resolve
 from tests.fakeclouds import APP_V1, APP_V2, DEBIAN, DIGEST_A, MAPPING, MIRROR
@@ -180,3 +181,21 @@ async def test_a_write_that_loses_to_an_annotation_is_retried(time: FakeTime, cl
     assert facts.base_image == Found(DEBIAN)
     assert "conflict" in leader.metrics.writes
     assert leader.metrics.writes.count("written") == 2
+
+
+async def test_a_region_hss_does_not_serve_costs_no_call(time: FakeTime, cluster: Cluster) -> None:
+    leader = Replica(cluster, time)
+    leader.facts.start_leading()
+    made_up = ImageReference.parse("swr.xx-nowhere-9.myhuaweicloud.com/team/app:v1")
+    facts = await resolve(leader, time, made_up, seconds=0.0)
+    assert isinstance(facts.base_image, NotApplicable)
+    assert "xx-nowhere-9" in facts.base_image.detail
+    assert leader.cloud_calls == 0
+    assert cluster.creates == 0, "not even an ImageFact"
+
+
+def test_the_default_hss_regions_are_the_sdks() -> None:
+    sdk = pytest.importorskip("huaweicloudsdkhss.v5.region.hss_region")
+    assert set(sdk.HssRegion.static_fields) == HSS_REGIONS
+    assert RegionAllowList().refusal("aliyun", "ap-southeast-1") is None, "no ACR region is refused by default"
+    assert RegionAllowList.of(aliyun=["cn-hangzhou"]).refusal("aliyun", "ap-southeast-1")

@@ -50,6 +50,7 @@ from image_gate.core.outcomes import Found, NotApplicable, NotFound, Outcome, Th
 from image_gate.facts.calllog import Handover
 from image_gate.facts.fairqueue import FairQueue
 from image_gate.facts.records import Cloud, FactKey, FactRecord, StoredFact
+from image_gate.facts.regions import RegionAllowList
 from image_gate.facts.registries import RegistryMapping
 from image_gate.facts.resolver import FactResolver
 from image_gate.facts.upkeep import REFRESH_GROUP, Upkeep, UpkeepSettings
@@ -170,6 +171,8 @@ class StoreSettings:
     """HSS's quota period with the client's safety margin: a new leader waits this long after its predecessor's
     last call on each HSS API."""
     upkeep: UpkeepSettings = field(default_factory=UpkeepSettings)
+    regions: RegionAllowList = field(default_factory=RegionAllowList)
+    """Registries in other regions are answered "not applicable" without a call."""
 
     def __post_init__(self) -> None:
         for name in ("tag_ttl", "negative_ttl", "max_stale", "failure_ttl", "lookup_budget", "degraded_for"):
@@ -250,6 +253,10 @@ class SharedFacts:
 
     async def _fact(self, cloud: Cloud, image: ImageReference, deadline: Deadline, fact: FactName) -> _Answer:
         key = self._key(cloud, image)
+        if key is not None:
+            refusal = self.settings.regions.refusal(cloud, key.location.region)
+            if refusal is not None:
+                return NotApplicable(f"{image.registry}: {refusal}"), ()
         if key is None or self.degraded:
             return await self._in_process(cloud, image, deadline)  # answered without a call, or degraded
         stored = self._backend.lookup(key.name)
