@@ -284,10 +284,19 @@ async def credentials_within(fetch: Callable[[], Awaitable[T]], *, cloud: str, a
 
 
 def _credentials_failure(exc: CredentialsError, cloud: str, api: str, message: str) -> Failure:
+    """The outcome of a credential source's failure; its message names who image-gate is (log only).
+
+    A credential service's message names the IAM user and account, the role
+    ARN or the Pod Identity URI: the detail keeps it for image-gate's log, and
+    pod creators read the `Failure.public_message` (generic for `Unauthorized`,
+    ``public_detail`` for `Unavailable`).
+    """
     detail = f"no credentials: {message}"
+    ids = {"code": exc.code, "request_id": exc.request_id}
     if isinstance(exc, CredentialsUnavailable):
-        return Unavailable(cloud=cloud, api=api, detail=detail)
-    return Unauthorized(cloud=cloud, api=api, detail=detail)
+        public = "no credentials: image-gate's credential service did not answer usefully (see image-gate's log)"
+        return Unavailable(cloud=cloud, api=api, detail=detail, public_detail=public, **ids)
+    return Unauthorized(cloud=cloud, api=api, detail=detail, **ids)
 
 
 def _with_detail(failure: Failure, detail: str) -> Failure:

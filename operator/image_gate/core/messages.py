@@ -60,7 +60,7 @@ def describe_outcome(outcome: Outcome[object] | None, *, fact: str) -> str:
     if outcome is None:
         return f"the {fact} was not looked up"
     if isinstance(outcome, Failure):
-        return outcome.message
+        return outcome.public_message  # pod creators read this: no cloud identity (the log has it)
     if isinstance(outcome, NotFound | NotApplicable):
         return outcome.detail
     if isinstance(outcome, Found):
@@ -172,7 +172,7 @@ def stale_warning(image: ImageReference, stale: StaleFact) -> str:
     ``image-gate judged image app:1 on facts from HSS 42 min old (its base image): huawei
     ListRegistryImages: unavailable: HTTP 503``
     """
-    why = "; ".join(failure.message for failure in stale.because) or "the refresh did not finish"
+    why = "; ".join(failure.public_message for failure in stale.because) or "the refresh did not finish"
     return (
         f"image-gate judged image {image} on facts from {_SOURCES[stale.fact]} {_age(stale.age)} old "
         f"(its {stale.fact}): {why}"

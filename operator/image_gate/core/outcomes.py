@@ -13,6 +13,9 @@ tickets, and never a credential.
 ``Failure`` and its subclasses -- the fact could not be obtained:
 
 * ``Unauthorized`` -- credentials missing, wrong, expired, or not permitted; never retried.
+  Its detail may name image-gate's cloud identity (IAM user and account, role
+  ARN, Pod Identity URI): that goes to image-gate's log only, and pod creators
+  see `Failure.public_message`.
 * ``Throttled`` -- the cloud (or our own quota limiter) said "not now"; carries ``retry_after``.
 * ``Unavailable`` -- 5xx, connection refused or reset, or a circuit breaker open.
 * ``TimedOut`` -- no answer within the time we gave it.
@@ -97,10 +100,23 @@ class Failure:
     code: str | None = None
     """The cloud's error code, e.g. ``APIGW.0301`` or ``Throttling.User``."""
 
+    public_detail: str | None = None
+    """What pod creators may read instead of ``detail``, when the detail names
+    image-gate's cloud identity (a credential service's URI, an IAM user); None:
+    the detail itself."""
+
     @property
     def message(self) -> str:
-        """One line for logs and deny messages."""
-        text = f"{self.cloud} {self.api}: {self.kind}: {self.detail}"
+        """One line for image-gate's log: everything known, the identity included."""
+        return self._line(self.detail)
+
+    @property
+    def public_message(self) -> str:
+        """One line for whoever creates a pod (denials, warnings, Events): no cloud identity in it."""
+        return self._line(self.detail if self.public_detail is None else self.public_detail)
+
+    def _line(self, detail: str) -> str:
+        text = f"{self.cloud} {self.api}: {self.kind}: {detail}"
         if self.code:
             text += f" (code {self.code})"
         if self.request_id:
@@ -113,6 +129,23 @@ class Unauthorized(Failure):
     """Credentials are missing, wrong, expired, or lack the permission. Never retried."""
 
     kind: ClassVar[str] = "unauthorized"
+
+    @property
+    def public_message(self) -> str:
+        """The same words whatever the cloud said: who image-gate is in the cloud is for its log only.
+
+        The cloud's answer to a refused credential names the IAM user and the
+        account, the role or the credential service; a pod creator needs only
+        to know that it is image-gate's credentials, and what to quote.
+        """
+        if self.request_id:
+            why = f"the cloud refused image-gate's credentials (request id {self.request_id}; see image-gate's log)"
+        else:
+            why = "image-gate has no usable credentials for this cloud (see image-gate's log)"
+        text = f"{self.cloud} {self.api}: {self.kind}: {why}"
+        if self.code:
+            text += f" (code {self.code})"
+        return text
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

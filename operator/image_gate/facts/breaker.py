@@ -131,7 +131,7 @@ class CircuitBreaker:
         return None
 
     def _reject(self, api: str, when: str) -> Unavailable:
-        last = f"; last failure: {self._last_failure.message}" if self._last_failure is not None else ""
+        last = f"; last failure: {self._last_failure.public_message}" if self._last_failure is not None else ""
         return Unavailable(
             cloud=self.cloud,
             api=api,
