@@ -78,9 +78,13 @@ ENV PATH=/opt/venv/bin:${PATH} \
 # The base's package installers go: nothing installs packages at run time, and a pip in the image
 # is one more thing for a scanner to flag. (The official image has pip in /usr/local; Debian's
 # python3-venv has the wheels ensurepip installs from.)
+# The user gets a name: kopf names the operator after getpass.getuser(), which fails for a uid
+# without a passwd entry. Its home is /tmp, the one writable directory.
 RUN rm -rf /usr/local/bin/pip* /usr/local/lib/python3*/site-packages/pip \
            /usr/local/lib/python3*/site-packages/pip-*.dist-info \
-           /usr/local/lib/python3*/ensurepip/_bundled /usr/share/python-wheels
+           /usr/local/lib/python3*/ensurepip/_bundled /usr/share/python-wheels \
+ && echo "nonroot:x:65532:65532:image-gate:/tmp:/usr/sbin/nologin" >> /etc/passwd \
+ && echo "nonroot:x:65532:" >> /etc/group
 
 COPY --from=builder /opt/venv /opt/venv
 

@@ -333,6 +333,9 @@ def running_image_fixture(
         for k, v in image_gate_env(control_plane, cloudsim, catalogue).items()
         if k.startswith(_CLOUD_VARIABLE_PREFIXES)
     }
+    # The image's own drain after SIGTERM (the e2e process shortens it): the stop below must fit
+    # the grace period as shipped.
+    env.pop("IMAGE_GATE_DRAIN_SECONDS", None)
     env.update(
         {
             "IMAGE_GATE_NAMESPACE": CONTAINER_NAMESPACE,
@@ -368,6 +371,7 @@ def example_policy(example: str, namespace: str) -> dict[str, Any]:
     return scoped_policy(f"{example}-{namespace}", namespace, copy.deepcopy(document["spec"]))
 
 
+@pytest.mark.timeout(240)  # start-up (up to 60s), then kubectl, then up to GRACE_SECONDS to stop
 def test_image_serves_the_webhook_and_stops_on_sigterm(
     running_image: RunningImage, kube: Kube, policies: PolicyFactory, e2e_token: str
 ) -> None:
