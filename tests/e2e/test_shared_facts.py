@@ -1,0 +1,248 @@
+"""Two image-gate processes sharing facts through ImageFacts and one Lease, against a real API server.
+
+cloudsim enforces HSS's published quota here (5 calls a minute per user per API, 429 beyond), so
+every number below is what a cluster with HSS would see. The scenarios build on each other, in
+file order: the first resolves images, the second restarts both replicas, the third kills the
+leader, the last takes the store away.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from harness import ControlPlane
+
+from cloudsim.catalogue import Catalogue
+from tests.e2e.imagegate import (
+    CHART_DIR,
+    IMAGE_GATE_NAMESPACE,
+    CloudSim,
+    ImageGate,
+    Kube,
+    PolicyFactory,
+    admission_review,
+    make_namespace,
+    new_image_gate,
+    pod_manifest,
+    scoped_policy,
+    start_cloudsim,
+    wait_for,
+)
+
+FACT_CRD_FILE = CHART_DIR / "crds" / "imagegate.io_imagefacts.yaml"
+FACT_CRD_NAME = "imagefacts.imagegate.io"
+SWR = "swr.cn-north-4.myhuaweicloud.com/demo"
+FIRST_IMAGES = (f"{SWR}/api:1.4.2", f"{SWR}/api:1.4.1", f"{SWR}/worker:3.1.0", f"{SWR}/edge-proxy:0.9.1")
+AFTER_TAKEOVER = (f"{SWR}/api-gateway:1.4.2", f"{SWR}/legacy-batch:2.3.0")
+HSS_APIS = ("ListRegistryImages", "ListImageBasicImage")
+LEASE_DURATION = 15.0
+RETRY_PERIOD = 2.0
+
+
+@pytest.fixture(scope="module")
+def quota_cloudsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudSim]:
+    """cloudsim answering 429 beyond HSS's published quota."""
+    sim = start_cloudsim(tmp_path_factory.mktemp("cloudsim-quota"), hss_rate="5/60")
+    try:
+        yield sim
+    finally:
+        sim.process.terminate()
+
+
+@pytest.fixture(scope="module")
+def fact_crd(kube: Kube, crd: dict[str, Any]) -> Iterator[None]:
+    """The ImageFact CRD, Established; deleted afterwards (other modules' image-gates keep to memory)."""
+    kube.kubectl("apply", "--server-side", "-f", str(FACT_CRD_FILE))
+    kube.kubectl("wait", "--for=condition=Established", f"crd/{FACT_CRD_NAME}", "--timeout=60s")
+    try:
+        yield
+    finally:
+        kube.kubectl("delete", "crd", FACT_CRD_NAME, "--ignore-not-found", "--timeout=60s", check=False)
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    control_plane: ControlPlane,
+    kube: Kube,
+    fact_crd: None,
+    quota_cloudsim: CloudSim,
+    catalogue: Catalogue,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[list[ImageGate]]:
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": IMAGE_GATE_NAMESPACE}})
+    kube.kubectl("delete", "lease", "image-gate", "-n", IMAGE_GATE_NAMESPACE, "--ignore-not-found", check=False)
+    gates = [
+        new_image_gate(tmp_path_factory.mktemp(f"replica{n}"), control_plane, quota_cloudsim, catalogue)
+        for n in range(2)
+    ]
+    try:
+        for gate in gates:
+            gate.start()
+        yield gates
+    finally:
+        for gate in gates:
+            gate.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_namespace(kube: Kube, e2e_token: str) -> Iterator[str]:
+    name = make_namespace(kube, "shared", {"imagegate.io/e2e": e2e_token})
+    try:
+        yield name
+    finally:
+        kube.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+@pytest.fixture(scope="module")
+def os_policy(kube: Kube, shared_namespace: str) -> Iterator[None]:
+    """Every covered image needs its base image resolved; an unresolved one is denied."""
+    spec = {
+        "mode": "Enforce",
+        "match": {"images": [f"{SWR}/**"]},
+        "baseImage": {"deniedOS": [{"name": "Windows"}]},
+        "onUnresolved": "Deny",
+    }
+    factory = PolicyFactory(kube)
+    factory.apply(scoped_policy(f"shared-{shared_namespace}", shared_namespace, spec), wait=False)
+    try:
+        yield
+    finally:
+        factory.delete_all()
+
+
+def metric_sum(gate: ImageGate, name: str, labels: Mapping[str, str]) -> float:
+    """The sum of every sample of ``name`` whose labels include ``labels`` (0 when there is none)."""
+    wanted = {f'{key}="{value}"' for key, value in labels.items()}
+    total = 0.0
+    for line in gate.health("/metrics").text.splitlines():
+        if line.startswith(name + "{") and wanted <= set(line[len(name) + 1 : line.rindex("}")].split(",")):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def hss_calls(sim: CloudSim) -> dict[str, int]:
+    calls = sim.calls()
+    return {api: int(calls.get(api, 0)) for api in HSS_APIS}
+
+
+def throttled(gates: Sequence[ImageGate]) -> float:
+    return sum(
+        metric_sum(gate, "image_gate_upstream_calls_total", {"cloud": "huawei", "outcome": "throttled"})
+        for gate in gates
+    )
+
+
+def allowed(gate: ImageGate, namespace: str, image: str) -> bool:
+    pod = pod_manifest(f"p-{uuid.uuid4().hex[:8]}", namespace, image)
+    return bool(gate.review("pods", admission_review(pod))["allowed"])
+
+
+def admit_everywhere(gates: Sequence[ImageGate], namespace: str, images: Sequence[str], *, timeout: float) -> float:
+    """Send every image to every replica at once, as the API server spreads a rollout, until all admit them.
+
+    Returns the seconds it took. A denial is retried, as the API server's controllers retry.
+    """
+    started = time.monotonic()
+    pending = {(index, image) for index in range(len(gates)) for image in images}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        while pending:
+            assert time.monotonic() - started < timeout, f"not admitted within {timeout:g}s: {sorted(pending)}"
+            results = list(pool.map(lambda item: (item, allowed(gates[item[0]], namespace, item[1])), sorted(pending)))
+            pending -= {item for item, ok in results if ok}
+            if pending:
+                time.sleep(1.0)
+    return time.monotonic() - started
+
+
+def leader_of(gates: Sequence[ImageGate]) -> ImageGate | None:
+    leaders = [gate for gate in gates if gate.process.is_running() and metric_plain(gate, "image_gate_leader") == 1]
+    assert len(leaders) <= 1, "two replicas think they lead"
+    return leaders[0] if leaders else None
+
+
+def metric_plain(gate: ImageGate, name: str) -> float:
+    for line in gate.health("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+@pytest.mark.usefixtures("os_policy")
+def test_both_replicas_cost_one_call_per_image_per_api(
+    replicas: list[ImageGate], quota_cloudsim: CloudSim, shared_namespace: str, kube: Kube
+) -> None:
+    wait_for(lambda: leader_of(replicas), what="a leader", timeout=LEASE_DURATION + 10)
+    seconds = admit_everywhere(replicas, shared_namespace, FIRST_IMAGES, timeout=90)
+    calls = hss_calls(quota_cloudsim)
+    assert calls["ListRegistryImages"] == len(FIRST_IMAGES), calls
+    assert calls["ListImageBasicImage"] <= len(FIRST_IMAGES), calls
+    assert throttled(replicas) == 0
+    facts = kube.get("imagefacts")["items"]
+    states = sorted((f["spec"]["reference"], f.get("status", {}).get("state")) for f in facts)
+    assert ("swr.cn-north-4.myhuaweicloud.com/demo/api:1.4.2", "Found") in states
+    print(f"\n{len(FIRST_IMAGES)} images on 2 replicas: admitted by both in {seconds:.1f}s, HSS calls {calls}")
+    print(kube.kubectl("get", "igf").stdout)
+
+
+@pytest.mark.usefixtures("os_policy")
+def test_restarted_replicas_admit_known_images_without_a_cloud_call(
+    replicas: list[ImageGate], quota_cloudsim: CloudSim, shared_namespace: str
+) -> None:
+    before = quota_cloudsim.calls()
+    for gate in replicas:
+        gate.stop()
+    for gate in replicas:
+        gate.start()
+    admit_everywhere(replicas, shared_namespace, FIRST_IMAGES, timeout=30)
+    assert quota_cloudsim.calls() == before, "a restart costs no cloud call"
+
+
+@pytest.mark.usefixtures("os_policy")
+def test_a_killed_leader_is_replaced_within_the_lease_and_the_quota_holds(
+    replicas: list[ImageGate], quota_cloudsim: CloudSim, shared_namespace: str
+) -> None:
+    leader = wait_for(lambda: leader_of(replicas), what="a leader", timeout=LEASE_DURATION + 10)
+    survivor = next(gate for gate in replicas if gate is not leader)
+    throttled_before = throttled(replicas)
+    pid = leader.process.pid
+    assert pid is not None
+    os.killpg(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    wait_for(
+        lambda: metric_plain(survivor, "image_gate_leader") == 1 or None,
+        what="the survivor leading",
+        timeout=LEASE_DURATION + 2 * RETRY_PERIOD + 5,
+    )
+    takeover = time.monotonic() - killed
+    assert takeover <= LEASE_DURATION + 2 * RETRY_PERIOD + 1, takeover
+    calls_before = hss_calls(quota_cloudsim)
+    seconds = admit_everywhere([survivor], shared_namespace, AFTER_TAKEOVER, timeout=180)
+    assert throttled([survivor]) + throttled_before == 0, "no 429 across the hand-over"
+    calls = hss_calls(quota_cloudsim)
+    assert calls["ListRegistryImages"] - calls_before["ListRegistryImages"] == len(AFTER_TAKEOVER)
+    print(f"\ntakeover after {takeover:.1f}s; new images admitted {seconds:.1f}s after it")
+    leader.stop()
+    leader.start()
+
+
+@pytest.mark.usefixtures("os_policy")
+def test_without_a_writable_store_admission_still_works(
+    replicas: list[ImageGate], kube: Kube, shared_namespace: str
+) -> None:
+    leader = wait_for(lambda: leader_of(replicas), what="a leader", timeout=LEASE_DURATION + 10)
+    follower = next(gate for gate in replicas if gate is not leader)
+    kube.kubectl("delete", "crd", FACT_CRD_NAME, "--timeout=60s")
+    # The leader resolved these after the take-over: its in-process cache still knows them.
+    admit_everywhere([leader], shared_namespace, AFTER_TAKEOVER, timeout=30)
+    # A fact nobody has: the follower cannot create its ImageFact, so it resolves in-process, and answers.
+    started = time.monotonic()
+    allowed(follower, shared_namespace, f"{SWR}/nightly:2025.01.01")
+    assert time.monotonic() - started < 5.0, "answered within the review's deadline"
+    assert metric_plain(follower, "image_gate_fact_store_degraded_total") >= 1
