@@ -157,6 +157,10 @@ class Refresher(Generic[T]):
       tried again after ``failure_backoff`` seconds. Without a usable value the
       failure is raised, and repeated to callers within ``failure_backoff``
       without calling again, so a broken token service is not hammered.
+      ``backoff`` replaces the fixed wait: given how many renewals in a row have
+      failed and the last failure, it says how long to wait before the next
+      (IAM password logins back off exponentially: every refused one counts
+      towards IAM's lock-out). A success starts the count again.
     """
 
     def __init__(
@@ -166,12 +170,16 @@ class Refresher(Generic[T]):
         clock: WallClock = time.time,
         refresh_before: float = 15 * 60.0,
         failure_backoff: float = 5.0,
+        backoff: Callable[[int, BaseException], float] | None = None,
         name: str = "value",
     ) -> None:
         self._fetch = fetch
         self._clock = clock
         self._refresh_before = refresh_before
         self._failure_backoff = failure_backoff
+        self._backoff = backoff
+        self._failures = 0
+        self._wait = failure_backoff
         self._name = name
         self._value: T | None = None
         self._expires_at: float | None = None
@@ -184,6 +192,12 @@ class Refresher(Generic[T]):
     @property
     def expires_at(self) -> float | None:
         return self._expires_at
+
+    def retry_in(self) -> float:
+        """Seconds until the next renewal may be tried after a failure (0 when it may now)."""
+        if self._failed_at is None:
+            return 0.0
+        return max(0.0, self._failed_at + self._wait - self._clock())
 
     def peek(self) -> T | None:
         """The current value if it is still fresh, without any I/O."""
@@ -241,12 +255,15 @@ class Refresher(Generic[T]):
         if failure is not None:
             self._failed_at = self._clock()
             self._failure = failure
+            self._failures += 1
+            self._wait = self._backoff(self._failures, failure) if self._backoff else self._failure_backoff
             if self._usable():
                 _log.warning("renewing the %s failed (%s); using the current one until it expires", self._name, failure)
             return
         self._value, self._expires_at = task.result()
         self._failed_at = None
         self._failure = None
+        self._failures = 0
 
     def _stale(self) -> bool:
         return self._expires_at is not None and self._clock() >= self._expires_at - self._refresh_before
@@ -255,4 +272,4 @@ class Refresher(Generic[T]):
         return self._value is not None and (self._expires_at is None or self._clock() < self._expires_at)
 
     def _in_backoff(self) -> bool:
-        return self._failed_at is not None and self._clock() - self._failed_at < self._failure_backoff
+        return self._failed_at is not None and self._clock() - self._failed_at < self._wait

@@ -31,7 +31,7 @@ from image_gate.clouds.huawei.credentials import (
     default_credentials,
     env_credentials,
 )
-from image_gate.clouds.huawei.iam import IamPassword, IamToken, IamTokenAuth, iam_endpoint
+from image_gate.clouds.huawei.iam import IamPassword, IamToken, IamTokenAuth, PasswordRefused, iam_endpoint
 from image_gate.clouds.huawei.signer import HuaweiSigner
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "IamPassword",
     "IamToken",
     "IamTokenAuth",
+    "PasswordRefused",
     "PodIdentityCredentials",
     "RegistryImage",
     "StaticCredentials",

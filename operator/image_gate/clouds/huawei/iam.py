@@ -7,6 +7,13 @@ keeps it until an hour before it expires (tokens live 24 h), and when the
 service answers 401 anyway (the token was revoked: password or permission
 change) fetches a new one and retries the request once.
 
+A refused password is not asked again every few seconds: IAM locks a user
+out after a number of failed logins, and every replica logs in once per
+region. Logins back off exponentially, from `LOGIN_RETRY_FIRST` doubling to
+`LOGIN_RETRY_MAX` (jittered, so replicas spread), start again from the first
+step after a success, and say so: one WARNING per step, and the lookup's
+outcome reads "IAM refused the password; next login attempt in N s".
+
 A token is scoped to one project, so one is kept per region: the region of
 each request travels in the request's extensions (`REGION_EXTENSION`), set by
 `HssClient`. Configured from ``HUAWEICLOUD_IAM_USERNAME``,
@@ -17,10 +24,12 @@ name); Huawei recommends AK/SK over tokens, and so do we.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import random
 import re
 import time
-from collections.abc import AsyncGenerator, Generator, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,11 +44,14 @@ __all__ = [
     "ENV_IAM_ENDPOINT",
     "ENV_IAM_PASSWORD",
     "ENV_IAM_USERNAME",
+    "LOGIN_RETRY_FIRST",
+    "LOGIN_RETRY_MAX",
     "REGION_EXTENSION",
     "TOKEN_REFRESH_BEFORE",
     "IamPassword",
     "IamToken",
     "IamTokenAuth",
+    "PasswordRefused",
     "iam_endpoint",
 ]
 
@@ -55,6 +67,17 @@ REGION_EXTENSION = "image_gate.huawei.region"
 TOKEN_REFRESH_BEFORE = 3600.0
 """Fetch a new token when less than an hour of its 24 h remains."""
 
+LOGIN_RETRY_FIRST = 5.0
+"""Seconds before the first new login after IAM refused the password (or failed); doubled each time."""
+
+LOGIN_RETRY_MAX = 600.0
+"""The longest wait between logins with a refused password: 10 minutes, 6 logins an hour."""
+
+_LOGIN_JITTER = 0.2
+"""Each wait is its step times 1 ± this, at random: replicas started together do not log in together."""
+
+_log = logging.getLogger(__name__)
+
 _REGION_IN_HOST = re.compile(r"^[a-z]+\.(?P<region>[a-z]{2}-[a-z]+-\d+)\.myhuaweicloud\.(?:com|eu)$")
 
 
@@ -62,6 +85,10 @@ def iam_endpoint(region: str) -> str:
     """The IAM endpoint of a region: ``https://iam.{region}.myhuaweicloud.com`` (``.eu`` for eu-west-101)."""
     domain = "myhuaweicloud.eu" if region == "eu-west-101" else "myhuaweicloud.com"
     return f"https://iam.{region}.{domain}"
+
+
+class PasswordRefused(CredentialsError):
+    """IAM answered a login with a 4xx (wrong password, unknown user, locked out): it counts towards lock-out."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -125,9 +152,15 @@ class IamTokenAuth(httpx.Auth):
         refresh_before: float = TOKEN_REFRESH_BEFORE,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        login_retry_first: float = LOGIN_RETRY_FIRST,
+        login_retry_max: float = LOGIN_RETRY_MAX,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         install_redaction()
         self.password = password
+        self._login_retry_first = login_retry_first
+        self._login_retry_max = login_retry_max
+        self._rng = rng
         self._endpoint = iam_endpoint.rstrip("/") if iam_endpoint else None
         self._clock = clock
         self._refresh_before = refresh_before
@@ -159,9 +192,39 @@ class IamTokenAuth(httpx.Auth):
                 return token, token.expires_at
 
             refresher = self._tokens[region] = Refresher(
-                fetch, clock=self._clock, refresh_before=self._refresh_before, name="IAM token"
+                fetch,
+                clock=self._clock,
+                refresh_before=self._refresh_before,
+                failure_backoff=self._login_retry_first,
+                backoff=lambda failures, failure: self._login_backoff(region, failures, failure),
+                name="IAM token",
             )
-        return await refresher.get()
+        try:
+            return await refresher.get()
+        except PasswordRefused as exc:
+            wait = refresher.retry_in()
+            raise PasswordRefused(
+                f"IAM refused the password; next login attempt in {wait:.0f} s ({exc})",
+                code=exc.code,
+                request_id=exc.request_id,
+            ) from None
+
+    def _login_backoff(self, region: str, failures: int, failure: BaseException) -> float:
+        """Seconds until the next login after ``failures`` failed in a row, the last being ``failure``."""
+        if not isinstance(failure, PasswordRefused):
+            return self._login_retry_first  # IAM down or unreachable: no lock-out to fear, and it may pass soon
+        step = self._login_retry_first * 2.0 ** min(failures - 1, 30)
+        jitter = 1.0 + _LOGIN_JITTER * (2.0 * self._rng() - 1.0)
+        wait = min(self._login_retry_max, step * jitter)
+        _log.warning(
+            "IAM refused the password of %s for %s (%d refusals in a row; %s); next login attempt in %.0f s",
+            self.password.fingerprint,
+            region,
+            failures,
+            failure,
+            wait,
+        )
+        return wait
 
     async def aclose(self) -> None:
         for refresher in self._tokens.values():
@@ -231,8 +294,12 @@ class IamTokenAuth(httpx.Auth):
         data = json_object(response)
         if response.status_code not in (200, 201):
             detail = _error_text(data)
-            error = CredentialsUnavailable if response.status_code >= 500 else CredentialsError
-            raise error(f"no token for {who}: IAM answered HTTP {response.status_code}{detail}")
+            status = response.status_code
+            message = f"no token for {who}: IAM answered HTTP {status}{detail}"
+            request_id = response.headers.get("X-Request-Id")
+            if status == 429 or status >= 500:
+                raise CredentialsUnavailable(message, request_id=request_id)  # it may pass; no lock-out either
+            raise PasswordRefused(message, request_id=request_id)
         value = response.headers.get("X-Subject-Token", "")
         token = data.get("token") if data is not None else None
         if not value or not isinstance(token, dict):
