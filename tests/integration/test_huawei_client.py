@@ -200,22 +200,87 @@ async def test_project_id_is_found_in_iam_once(sim: Simulators, make_client: Cli
     assert sim.state.faults.calls[API_LIST_PROJECTS] == 1
 
 
-async def test_pages_are_followed(sim: Simulators, make_client: ClientFactory) -> None:
-    # By digest the list is not filtered by tag: api:1.4.2, api:1.4.1 and api-gateway:1.4.2 come back, one a page.
-    image = next(i for i in CATALOGUE.huawei_images() if str(i.reference).endswith("/demo/api:1.4.1"))
-    client = make_client(page_size=1)
-    outcome = await client.find_image(
-        ref(f"swr.cn-north-4.myhuaweicloud.com/demo/api@{image.digest}"), PINNED, deadline=deadline()
+def _catalogue(*references: str) -> Catalogue:
+    """A catalogue of these SWR images, all scanned, in this order, for the demo's first AK/SK."""
+    images = [
+        {
+            "reference": reference,
+            "digest": f"sha256:{index + 1:064x}",
+            "huawei": {"base_image": {"os_name": "Debian GNU/Linux", "os_version": "12", "layer_digest": ""}},
+        }
+        for index, reference in enumerate(references)
+    ]
+    credentials = [{"ak": AKSK.ak, "sk": AKSK.sk, "project_id": PROJECT}]
+    return Catalogue.from_dict({"credentials": {"huawei": credentials}, "images": images})
+
+
+async def test_pages_are_followed_for_a_tag(pki: TestPki) -> None:
+    # The name filter is a substring: "app" lists app-gateway:1.0 first, then app:1.0, one a page.
+    catalogue = _catalogue(
+        "swr.cn-north-4.myhuaweicloud.com/team/app-gateway:1.0", "swr.cn-north-4.myhuaweicloud.com/team/app:1.0"
     )
-    assert isinstance(outcome, Found)
-    assert outcome.value.image_version == "1.4.1"
-    assert sim.state.faults.calls[API_LIST_IMAGES] == 2
-    # With too few pages allowed, the answer says so.
-    outcome = await make_client(page_size=1, max_pages=1).find_image(
-        ref(f"swr.cn-north-4.myhuaweicloud.com/demo/api@{image.digest}"), PINNED, deadline=deadline()
-    )
+    app = ref("swr.cn-north-4.myhuaweicloud.com/team/app:1.0")
+    signer = HuaweiSigner(HuaweiCredentials(ak=AKSK.ak, sk=AKSK.sk))
+    with _simulators(pki, catalogue) as sim:
+        async with HssClient(signer, endpoint=sim.hss_url, verify=pki.ca_file, page_size=1) as client:
+            outcome = await client.find_image(app, PINNED, deadline=deadline())
+            assert isinstance(outcome, Found)
+            assert outcome.value.image_name == "app"
+            assert sim.state.faults.calls[API_LIST_IMAGES] == 2
+        # With too few pages allowed, the answer says so.
+        signer = HuaweiSigner(HuaweiCredentials(ak=AKSK.ak, sk=AKSK.sk))
+        async with HssClient(signer, endpoint=sim.hss_url, verify=pki.ca_file, page_size=1, max_pages=1) as client:
+            outcome = await client.find_image(app, PINNED, deadline=deadline())
     assert isinstance(outcome, NotFound)
     assert "stopped after 1 pages" in outcome.detail
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_digest_costs_one_call_at_most_and_its_page_answers_the_repositorys_next_digests(
+    sim: Simulators, make_client: ClientFactory
+) -> None:
+    # By digest the list is not filtered by tag: api:1.4.2, api:1.4.1 and api-gateway:1.4.2, one a page here.
+    latest, previous = (
+        next(i for i in CATALOGUE.huawei_images() if str(i.reference).endswith(f"/demo/api:{tag}"))
+        for tag in ("1.4.2", "1.4.1")
+    )
+    clock = FakeClock()
+    client = make_client(page_size=1, clock=clock, listing_ttl=30.0)
+
+    def by_digest(digest: str) -> ImageReference:
+        return ref(f"swr.cn-north-4.myhuaweicloud.com/demo/api@{digest}")
+
+    # api:1.4.1 is on the second page: not read, and the answer says why.
+    outcome = await client.find_image(by_digest(previous.digest), PINNED, deadline=deadline())
+    assert isinstance(outcome, NotFound)
+    assert "HSS lists 3 images of demo/api" in outcome.detail
+    assert "not among the 1 on the one page read for a digest" in outcome.detail
+    assert sim.state.faults.calls[API_LIST_IMAGES] == 1
+    # The page answers the repository's other digests, known or not, without a call ...
+    found = await client.find_image(by_digest(latest.digest), PINNED, deadline=deadline())
+    assert isinstance(found, Found)
+    assert found.value.image_version == "1.4.2"
+    for index in range(20):
+        unknown = await client.find_image(by_digest(f"sha256:{index:064x}"), PINNED, deadline=deadline())
+        assert isinstance(unknown, NotFound)
+    assert sim.state.faults.calls[API_LIST_IMAGES] == 1
+    # ... until it is listing_ttl old: then one call again.
+    clock.now += 30.0
+    unknown = await client.find_image(by_digest("sha256:" + "f" * 64), PINNED, deadline=deadline())
+    assert isinstance(unknown, NotFound)
+    assert sim.state.faults.calls[API_LIST_IMAGES] == 2
+    # With HSS's page of 200, api:1.4.1 is found, in one call.
+    found = await make_client().find_image(by_digest(previous.digest), PINNED, deadline=deadline())
+    assert isinstance(found, Found)
+    assert found.value.image_version == "1.4.1"
+    assert sim.state.faults.calls[API_LIST_IMAGES] == 3
 
 
 # -- every fault maps to its outcome --------------------------------------------------------------------

@@ -10,6 +10,13 @@ Two calls per image, both documented in HSS API v5:
 2. ``ListImageBasicImage`` (``GET /v5/{project_id}/image/{image_id}/basic-image``)
    gives the base image's OS name, version and layer digest.
 
+A reference by digest cannot be filtered on the server (HSS filters by tag,
+not digest), so its lookup reads one page of the repository's images, the
+largest HSS serves, and no more: an unknown digest must not spend a minute of
+HSS's 5-a-minute quota on pages. That page is kept for ``listing_ttl``
+seconds, so the next digests of the same repository (a rollout, or someone
+trying random digests) cost no call at all until it is due again.
+
 Every call goes through the shared `CallPipeline` (quota, deadline, retries,
 observation); this module supplies how to send a request to HSS and how to
 read its answer. The public methods end in an `outcomes` value: they never
@@ -18,7 +25,8 @@ raise for anything the cloud or the network does.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -50,7 +58,7 @@ from image_gate.clouds.pipeline import (
     credentials_within,
 )
 from image_gate.clouds.quota import Rate, SlidingWindowLimiter
-from image_gate.core.clock import Deadline
+from image_gate.core.clock import Deadline, monotonic
 from image_gate.core.images import ImageReference
 from image_gate.core.locations import HssLocation
 from image_gate.core.outcomes import BaseImage, Found, LookupFailed, NotFound, Outcome
@@ -75,11 +83,27 @@ API_BASE_IMAGE = "ListImageBasicImage"
 DEFAULT_RATE = Rate(5, 60.0)
 """HSS's published quota: 5 calls per minute per user on each API."""
 
+LISTING_TTL = 30.0
+"""Seconds a repository's listed page answers lookups by digest (the resolver's default negative TTL)."""
+
+_MAX_LISTINGS = 1024
+"""Repositories whose listed page is kept; the least recently listed goes first."""
+
 
 def hss_endpoint(region: str) -> str:
     """``https://hss.{region}.myhuaweicloud.com`` (``.eu`` for eu-west-101), as in the SDK's region table."""
     domain = "myhuaweicloud.eu" if region == "eu-west-101" else "myhuaweicloud.com"
     return f"https://hss.{region}.{domain}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Listing:
+    """One page of a repository's images, as HSS listed it at ``at`` (the client's clock)."""
+
+    rows: list[RegistryImage]
+    total: int
+    request_id: str | None
+    at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +127,10 @@ class HssClient(AsyncClosing):
 
     ``rate`` (default `DEFAULT_RATE`, per API per credential) and the other
     `CallOptions` pace, bound, retry and observe the calls (see `CallPipeline`).
+
+    ``max_pages`` bounds the pages a lookup by tag reads; a lookup by digest
+    reads one page, kept ``listing_ttl`` seconds for the repository's next
+    digests (see the module's docstring).
     """
 
     def __init__(
@@ -114,6 +142,7 @@ class HssClient(AsyncClosing):
         verify: TlsVerify = True,
         page_size: int = 200,
         max_pages: int = 5,
+        listing_ttl: float = LISTING_TTL,
         transport: httpx.AsyncBaseTransport | None = None,
         **calls: Unpack[CallOptions],
     ) -> None:
@@ -126,6 +155,9 @@ class HssClient(AsyncClosing):
         self._pipeline = CallPipeline(CLOUD, **calls)
         self._page_size = page_size
         self._max_pages = max_pages
+        self._listing_ttl = listing_ttl
+        self._listings: OrderedDict[Hashable, _Listing] = OrderedDict()
+        self._clock = calls.get("clock", monotonic)
         self._projects = ProjectIds(self._request, endpoint=iam_endpoint)
         self._http = http_client(
             auth=auth, verify=verify, transport=transport, headers={"User-Agent": "image-gate (huawei-hss)"}
@@ -159,7 +191,8 @@ class HssClient(AsyncClosing):
         A reference with a digest is matched on ``image_digest`` (listed
         without ``image_version``; among several tags of that digest the
         reference's own tag is preferred), so that what is judged is what the
-        node pulls. `NotFound` when HSS lists no such image: it has not
+        node pulls; one page at most, shared by the repository's digests for
+        ``listing_ttl``. `NotFound` when HSS lists no such image: it has not
         synced the registry yet, or the image is in another enterprise project.
         """
         try:
@@ -195,12 +228,13 @@ class HssClient(AsyncClosing):
             "image_type": location.image_type,
             "limit": str(self._page_size),
         }
-        if image.digest is None and image.tag is not None:
-            params["image_version"] = image.tag
         if location.enterprise_project_id:
             params["enterprise_project_id"] = location.enterprise_project_id
-        wanted = normalise_digest(image.digest) if image.digest else None
-        what = f"{image.namespace}/{image.short_name}" + (f"@{image.digest}" if image.digest else f":{image.tag}")
+        if image.digest is not None:
+            return await self._find_by_digest(image, location, project_id, url, params, deadline)
+        if image.tag is not None:
+            params["image_version"] = image.tag
+        what = f"{image.namespace}/{image.short_name}:{image.tag}"
 
         offset, request_id, listed = 0, None, 0
         for _ in range(self._max_pages):
@@ -215,7 +249,7 @@ class HssClient(AsyncClosing):
             request_id = answer.request_id
             total, rows = list_page(answer, API_LIST_IMAGES, registry_image, location.image_type)
             listed += len(rows)
-            match = pick(rows, image, wanted)
+            match = pick(rows, image, None)
             if match is not None:
                 return Found(match, request_id=request_id)
             offset += len(rows)
@@ -227,14 +261,48 @@ class HssClient(AsyncClosing):
                 f"(stopped after {self._max_pages} pages)",
                 request_id=request_id,
             )
-        hint = "sync the registry in HSS (image-sync task)"
-        if not location.enterprise_project_id:
-            hint += ", or set enterpriseProjectId (all_granted_eps) if the image is in another enterprise project"
-        return NotFound(
-            f"HSS does not list {what} as a {location.image_type} in {location.region}: "
-            f"HSS has not synced this image; {hint}",
-            request_id=request_id,
-        )
+        return _not_synced(what, location, request_id)
+
+    async def _find_by_digest(
+        self,
+        image: ImageReference,
+        location: HssLocation,
+        project_id: str,
+        url: str,
+        params: Mapping[str, str],
+        deadline: Deadline,
+    ) -> Outcome[RegistryImage]:
+        """One page of the repository, listed at most once per ``listing_ttl``: see the module's docstring."""
+        assert image.digest is not None
+        key: Hashable = (location, project_id, image.namespace, image.short_name)
+        listing = self._listings.get(key)
+        if listing is None or self._clock() - listing.at >= self._listing_ttl:
+            answer = await self._call(
+                API_LIST_IMAGES,
+                url,
+                params={**params, "offset": "0"},
+                headers={"Content-Type": "application/json", "X-Project-Id": project_id},
+                region=location.region,
+                deadline=deadline,
+            )
+            total, rows = list_page(answer, API_LIST_IMAGES, registry_image, location.image_type)
+            listing = _Listing(rows, total, answer.request_id, self._clock())
+            self._listings[key] = listing
+            if len(self._listings) > _MAX_LISTINGS:
+                self._listings.popitem(last=False)
+        self._listings.move_to_end(key)
+        match = pick(listing.rows, image, normalise_digest(image.digest))
+        if match is not None:
+            return Found(match, request_id=listing.request_id)
+        what = f"{image.namespace}/{image.short_name}@{image.digest}"
+        if listing.total > len(listing.rows):
+            return NotFound(
+                f"HSS lists {listing.total} images of {image.namespace}/{image.short_name} and {what} is not among "
+                f"the {len(listing.rows)} on the one page read for a digest (HSS allows 5 calls a minute); "
+                "reference the image by tag, or keep fewer images of the repository in HSS",
+                request_id=listing.request_id,
+            )
+        return _not_synced(what, location, listing.request_id)
 
     async def _base_image(self, image: RegistryImage, location: HssLocation, deadline: Deadline) -> Outcome[BaseImage]:
         project_id = await self._project_id(location, deadline)
@@ -331,3 +399,14 @@ class HssClient(AsyncClosing):
             return classify(api, response, identity, throttled_for=self.rate(api).period)
 
         return await self._pipeline.call(Call(api, send, read, identity, where=region), deadline=deadline)
+
+
+def _not_synced(what: str, location: HssLocation, request_id: str | None) -> NotFound:
+    hint = "sync the registry in HSS (image-sync task)"
+    if not location.enterprise_project_id:
+        hint += ", or set enterpriseProjectId (all_granted_eps) if the image is in another enterprise project"
+    return NotFound(
+        f"HSS does not list {what} as a {location.image_type} in {location.region}: "
+        f"HSS has not synced this image; {hint}",
+        request_id=request_id,
+    )
