@@ -40,7 +40,7 @@ from harness import ControlPlane
 from harness.process import _die_with_parent, free_ports
 
 from cloudsim.catalogue import Catalogue
-from tests.e2e.imagegate import (  # noqa: F401 -- *_fixture: pytest finds fixtures in the module
+from tests.e2e.imagegate import (
     CENTOS_IMAGE,
     CHART_DIR,
     E2E_LABEL,
@@ -49,14 +49,8 @@ from tests.e2e.imagegate import (  # noqa: F401 -- *_fixture: pytest finds fixtu
     Kube,
     PolicyFactory,
     applied,
-    catalogue_fixture,
-    cloudsim_fixture,
-    crd_fixture,
-    e2e_token_fixture,
     image_gate_env,
-    kube_fixture,
     make_namespace,
-    policies_fixture,
     render_webhook_configuration,
     scoped_policy,
 )
