@@ -1,0 +1,136 @@
+"""One namespace floods image-gate with unknown images; another namespace's new image is not starved.
+
+Two image-gate processes share facts through ImageFacts against a real API server; cloudsim enforces
+an HSS quota of 5 calls per 6 seconds (HSS's 5 a minute, ten times faster, so the test takes a minute
+rather than ten) and image-gate's client-side quota matches it. 50 unknown images from one namespace
+wait in the leader's queue; a new image from another namespace is served at the next turn.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from harness import ControlPlane
+
+from cloudsim.catalogue import Catalogue
+from tests.e2e.imagegate import (
+    CHART_DIR,
+    IMAGE_GATE_NAMESPACE,
+    CloudSim,
+    ImageGate,
+    Kube,
+    PolicyFactory,
+    admission_review,
+    make_namespace,
+    new_image_gate,
+    pod_manifest,
+    scoped_policy,
+    start_cloudsim,
+    wait_for,
+)
+
+FACT_CRD_FILE = CHART_DIR / "crds" / "imagegate.io_imagefacts.yaml"
+FACT_CRD_NAME = "imagefacts.imagegate.io"
+SWR = "swr.cn-north-4.myhuaweicloud.com"
+RATE = "5/6"
+SLOT = 6.3 / 5
+"""Seconds between two HSS calls once the first five are spent (the limiter adds a 5% margin)."""
+FLOOD = 50
+
+
+@pytest.fixture(scope="module")
+def fast_quota_cloudsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudSim]:
+    sim = start_cloudsim(tmp_path_factory.mktemp("cloudsim-fair"), hss_rate=RATE)
+    try:
+        yield sim
+    finally:
+        sim.process.terminate()
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    control_plane: ControlPlane,
+    kube: Kube,
+    crd: dict[str, Any],
+    fast_quota_cloudsim: CloudSim,
+    catalogue: Catalogue,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[list[ImageGate]]:
+    kube.kubectl("apply", "--server-side", "-f", str(FACT_CRD_FILE))
+    kube.kubectl("wait", "--for=condition=Established", f"crd/{FACT_CRD_NAME}", "--timeout=60s")
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": IMAGE_GATE_NAMESPACE}})
+    kube.kubectl("delete", "lease", "image-gate", "-n", IMAGE_GATE_NAMESPACE, "--ignore-not-found", check=False)
+    gates = [
+        new_image_gate(tmp_path_factory.mktemp(f"fair{n}"), control_plane, fast_quota_cloudsim, catalogue)
+        for n in range(2)
+    ]
+    try:
+        for gate in gates:
+            gate.process.env["IMAGE_GATE_HSS_RATE"] = RATE
+            gate.start()
+        yield gates
+    finally:
+        for gate in gates:
+            gate.stop()
+        kube.kubectl("delete", "crd", FACT_CRD_NAME, "--ignore-not-found", "--timeout=60s", check=False)
+
+
+@pytest.fixture(scope="module")
+def namespaces(kube: Kube) -> Iterator[tuple[str, str]]:
+    names = (make_namespace(kube, "flood", {}), make_namespace(kube, "team", {}))
+    factory = PolicyFactory(kube)
+    spec = {
+        "mode": "Enforce",
+        "match": {"images": [f"{SWR}/**"]},
+        "baseImage": {"deniedOS": [{"name": "Windows"}]},
+        "onUnresolved": "Deny",
+    }
+    for name in names:
+        factory.apply(scoped_policy(f"fair-{name}", name, spec), wait=False)
+    try:
+        yield names
+    finally:
+        factory.delete_all()
+        for name in names:
+            kube.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+def allowed(gate: ImageGate, namespace: str, image: str) -> bool:
+    pod = pod_manifest(f"p-{uuid.uuid4().hex[:8]}", namespace, image)
+    return bool(gate.review("pods", admission_review(pod))["allowed"])
+
+
+def test_a_flood_of_unknown_images_does_not_starve_another_namespace(
+    replicas: list[ImageGate], namespaces: tuple[str, str], fast_quota_cloudsim: CloudSim
+) -> None:
+    flood_namespace, team_namespace = namespaces
+
+    def leading() -> bool | None:
+        for gate in replicas:
+            for line in gate.health("/metrics").text.splitlines():
+                if line.startswith("image_gate_leader ") and float(line.split()[1]) == 1:
+                    return True
+        return None
+
+    wait_for(leading, what="a leader", timeout=30)
+    flood = [f"{SWR}/flood/bogus{n}:v1" for n in range(FLOOD)]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        denied = list(pool.map(lambda n: not allowed(replicas[n % 2], flood_namespace, flood[n]), range(FLOOD)))
+        assert all(denied), "unknown images are denied (onUnresolved: Deny)"
+        asked = time.monotonic()
+        mine = f"{SWR}/demo/api:1.4.2"
+        while not allowed(replicas[1], team_namespace, mine):
+            assert time.monotonic() - asked < 60, "the team's image waited behind the flood"
+            time.sleep(0.2)
+        waited = time.monotonic() - asked
+    calls = fast_quota_cloudsim.calls().get("ListRegistryImages", 0)
+    print(f"\nteam's new image admitted {waited:.1f}s after it was asked, {calls} ListRegistryImages calls so far")
+    assert calls < FLOOD, "served before the flood drained"
+    # One turn of the flood (at most two lookups in flight) and its own two calls, one quota slot each,
+    # plus the review's own round trips.
+    assert waited <= 4 * SLOT + 3.0, waited
