@@ -191,7 +191,8 @@ class HssIdentities:
     def issue_token(
         self, domain: str, name: str, password: str, project_name: str | None, project_id: str | None
     ) -> tuple[str, _Token]:
-        user = self.users.get((domain, name))
+        more = (IamUser(*user) for user in self.state.iam_users)
+        user = self.users.get((domain, name)) or next((u for u in more if (u.domain, u.name) == (domain, name)), None)
         if user is None or not hmac.compare_digest(user.password.encode(), password.encode()):
             raise Rejected(401, "IAM.0004", "The username or password is wrong.")
         project = self.default_project_id

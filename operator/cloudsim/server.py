@@ -45,6 +45,8 @@ class SimState:
     """SAS publishes no quota; tests may set one."""
     max_skew: float = 15 * 60.0
     """Both gateways reject a request timestamp more than 15 minutes off."""
+    iam_users: tuple[tuple[str, str, str], ...] = ()
+    """IAM users (name, password, domain) known besides ``cloudsim.hss_auth.DEFAULT_IAM_USERS``."""
 
 
 def add_control_routes(app: web.Application, state: SimState) -> None:
