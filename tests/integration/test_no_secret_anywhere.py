@@ -39,7 +39,7 @@ from image_gate.clouds.retry import RetryPolicy
 from image_gate.core.clock import Deadline
 from image_gate.core.images import ImageReference
 from image_gate.core.locations import AcrLocation, HssLocation
-from image_gate.core.outcomes import Failure, Found, Outcome
+from image_gate.core.outcomes import Failure, Found
 from tests.tlsutil import TestPki
 
 
@@ -63,7 +63,16 @@ ROLE_ARN = "acs:ram::1234567890123456:role/image-gate"
 PROVIDER_ARN = "acs:ram::1234567890123456:oidc-provider/ack-rrsa-c0ffee"
 
 KEY_IDS = (HUAWEI_AK, TEMP_AK, ALIYUN_KEY_ID, STS_KEY_ID)
-SECRETS = (HUAWEI_SK, TEMP_SK, TEMP_TOKEN, IAM_PASSWORD, POD_TOKEN, ALIYUN_SECRET, STS_SECRET, STS_TOKEN)
+SECRETS: tuple[str, ...] = (
+    HUAWEI_SK,
+    TEMP_SK,
+    TEMP_TOKEN,
+    IAM_PASSWORD,
+    POD_TOKEN,
+    ALIYUN_SECRET,
+    STS_SECRET,
+    STS_TOKEN,
+)
 SECRETS += (OIDC_TOKEN, WRONG, WRONG + HUAWEI_SK)
 
 SWR = ImageReference.parse("swr.cn-north-4.myhuaweicloud.com/team/app:1.0")
@@ -129,7 +138,8 @@ def _around(text: str, piece: str | None) -> str:
     return text[max(0, at - 300) : at + 300]
 
 
-def describe(outcome: Outcome[object]) -> list[str]:
+def describe(outcome: object) -> list[str]:
+    """The texts of an outcome: repr, str, and a failure's two messages."""
     texts = [repr(outcome), str(outcome)]
     if isinstance(outcome, Failure):
         texts += [outcome.message, outcome.public_message]
