@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from image_gate.app.options import Option, options_of
 from image_gate.app.settings import Settings, run_options
 from image_gate.core.workloads import JUDGED_RESOURCES
+from image_gate.kube.webhook import WebhookApp
 from tests.chart.helm import (
     CHART_DIR,
     CRD_DIR,
@@ -221,9 +222,17 @@ def test_schema_rejects_bad_values(helm: Path, values: dict[str, Any], complaint
 @pytest.mark.parametrize(
     ("values", "complaint"),
     [
-        pytest.param({"config": {"deadlineSeconds": 5}}, "must be lower than webhook.timeoutSeconds", id="equal"),
-        pytest.param({"config": {"deadlineSeconds": 8}}, "must be lower than webhook.timeoutSeconds", id="above"),
-        pytest.param({"webhook": {"timeoutSeconds": 2}}, "must be lower than webhook.timeoutSeconds", id="timeout-cut"),
+        pytest.param({"config": {"deadlineSeconds": 5}}, "= 7 must not exceed webhook.timeoutSeconds (5)", id="equal"),
+        pytest.param({"config": {"deadlineSeconds": 8}}, "= 10 must not exceed webhook.timeoutSeconds (5)", id="above"),
+        pytest.param(
+            {"webhook": {"timeoutSeconds": 2}}, "= 5 must not exceed webhook.timeoutSeconds (2)", id="timeout-cut"
+        ),
+        pytest.param(
+            {"config": {"deadlineSeconds": 3.5}},
+            "config.deadlineSeconds (3.5) + the start-up wait (1) + a margin for TLS and JSON (1) = 5.5 "
+            "must not exceed webhook.timeoutSeconds (5)",
+            id="deadline-plus-startup-wait-and-margin",
+        ),
         pytest.param(
             {"terminationGracePeriodSeconds": 14},
             "must cover preStopSleepSeconds + config.drainSeconds + webhook.timeoutSeconds (15)",
@@ -251,8 +260,16 @@ def test_inconsistent_values_fail_with_a_reason(helm: Path, values: dict[str, An
 
 
 def test_fractional_deadline_below_timeout_renders(helm: Path) -> None:
-    docs = render(helm, {"config": {"deadlineSeconds": 4.5}})
-    assert env_of(deployment_container(docs))["IMAGE_GATE_DEADLINE_SECONDS"]["value"] == "4.5"
+    docs = render(helm, {"config": {"deadlineSeconds": 2.5}})
+    assert env_of(deployment_container(docs))["IMAGE_GATE_DEADLINE_SECONDS"]["value"] == "2.5"
+
+
+def test_the_chart_counts_the_apps_start_up_wait(helm: Path) -> None:
+    """The sum's start-up wait is the app's: deadline + start-up wait + 1s margin fit timeoutSeconds exactly."""
+    startup_wait = WebhookApp.__dataclass_fields__["startup_wait"].default
+    assert f"the start-up wait ({startup_wait:g})" in render_error(helm, {"config": {"deadlineSeconds": 3.01}})
+    docs = render(helm, {"config": {"deadlineSeconds": 7 - startup_wait - 1}, "webhook": {"timeoutSeconds": 7}})
+    assert one(docs, "ValidatingWebhookConfiguration")["webhooks"][0]["timeoutSeconds"] == 7
 
 
 # --------------------------------------------------------------------------- invariants, every scenario

@@ -143,8 +143,19 @@ nothing and a new CA is generated every time.
 Checks that values are consistent beyond what values.schema.json can express.
 */}}
 {{- define "image-gate.validate" -}}
-{{- if ge (float64 .Values.config.deadlineSeconds) (float64 .Values.webhook.timeoutSeconds) }}
-{{- fail (printf "config.deadlineSeconds (%v) must be lower than webhook.timeoutSeconds (%v): image-gate has to answer before the API server gives up and applies failurePolicy" .Values.config.deadlineSeconds .Values.webhook.timeoutSeconds) }}
+{{- /*
+The longest a review can take inside image-gate, against the API server's webhook.timeoutSeconds:
+  the start-up wait (1s: a review that arrives before the indexes are loaded waits this long, then
+    is refused; WebhookApp.startup_wait in operator/image_gate/kube/webhook.py, not a setting)
+  + config.deadlineSeconds (everything from reading the containers to the verdict's words)
+  + a margin of 1s for what comes before and after the review (TLS, reading and parsing up to
+    config.maxReviewBytes of JSON, writing the answer; ~0.1s for 4 MiB on a loaded 2-core node).
+*/}}
+{{- $startupWait := 1.0 }}
+{{- $margin := 1.0 }}
+{{- $review := addf $startupWait .Values.config.deadlineSeconds $margin }}
+{{- if gt $review (float64 .Values.webhook.timeoutSeconds) }}
+{{- fail (printf "config.deadlineSeconds (%v) + the start-up wait (%v) + a margin for TLS and JSON (%v) = %v must not exceed webhook.timeoutSeconds (%v): image-gate has to answer before the API server gives up and applies failurePolicy" .Values.config.deadlineSeconds $startupWait $margin $review .Values.webhook.timeoutSeconds) }}
 {{- end }}
 {{- if and (eq .Values.certificates.mode "secret") (not .Values.certificates.secret.name) }}
 {{- fail "certificates.secret.name is required when certificates.mode is secret: the existing kubernetes.io/tls Secret to serve with" }}

@@ -128,42 +128,70 @@ class Decision:
 
 
 def plan(subject: Subject, policies: Sequence[CompiledPolicy]) -> Plan:
-    """Which policies cover which container, and which facts each image needs."""
-    in_namespace = [p for p in policies if p.covers_namespace(subject.namespace, subject.namespace_labels)]
+    """Which policies cover which container, and which facts each image needs.
+
+    Linear in the containers: a pod may carry thousands, mostly sharing a few
+    images, so each distinct image string is parsed and matched against the
+    policies once.
+    """
+    in_namespace = tuple(p for p in policies if p.covers_namespace(subject.namespace, subject.namespace_labels))
     planned: list[PlannedContainer] = []
     needs: dict[ImageReference, ImageNeeds] = {}
+    seen: dict[str, tuple[ImageReference | InvalidImageReference, tuple[CompiledPolicy, ...]]] = {}
     for container in subject.containers:
-        try:
-            image: ImageReference | InvalidImageReference = ImageReference.parse(container.image)
-        except InvalidImageReference as exc:
-            planned.append(PlannedContainer(container, exc, tuple(in_namespace)))
-            continue
-        assert isinstance(image, ImageReference)
-        covering = tuple(p for p in in_namespace if p.covers_image(image))
+        known = seen.get(container.image)
+        if known is None:
+            known = seen[container.image] = _plan_image(container.image, in_namespace, needs)
+        image, covering = known
         planned.append(PlannedContainer(container, image, covering))
-        for policy in covering:
-            wanted = ImageNeeds(base_image=policy.needs_base_image, registry_digest=policy.needs_registry_digest(image))
-            needs[image] = needs.get(image, ImageNeeds()) | wanted
     return Plan(subject=subject, containers=tuple(planned), needs=needs)
 
 
+def _plan_image(
+    reference: str, in_namespace: tuple[CompiledPolicy, ...], needs: dict[ImageReference, ImageNeeds]
+) -> tuple[ImageReference | InvalidImageReference, tuple[CompiledPolicy, ...]]:
+    """One image string: what it is, the policies covering it, and (into ``needs``) the facts they need."""
+    try:
+        image = ImageReference.parse(reference)
+    except InvalidImageReference as exc:
+        return exc, in_namespace
+    covering = tuple(p for p in in_namespace if p.covers_image(image))
+    if covering:
+        wanted = ImageNeeds(
+            base_image=any(p.needs_base_image for p in covering),
+            registry_digest=any(p.needs_registry_digest(image) for p in covering),
+        )
+        needs[image] = needs.get(image, ImageNeeds()) | wanted
+    return image, covering
+
+
 def decide(the_plan: Plan, facts: Mapping[ImageReference, ImageFacts]) -> Decision:
-    """Judge every planned container under every policy covering it."""
+    """Judge every planned container under every policy covering it.
+
+    The rules' results depend only on (image, policy, facts), so they are
+    worked out once per distinct image and policy, however many containers
+    share the image.
+    """
     findings: list[Finding] = []
+    judged: dict[tuple[int, int], list[_Result]] = {}
     for planned in the_plan.containers:
         for policy in planned.policies:
-            for rule, found, expected in _judge(planned.image, policy, facts):
-                findings.append(
-                    Finding(
-                        container=planned.container,
-                        policy=policy.name,
-                        mode=policy.mode,
-                        on_unresolved=policy.on_unresolved,
-                        rule=rule,
-                        found=found,
-                        expected=expected,
-                    )
+            key = (id(planned.image), id(policy))  # plan shares one image object per string; both outlive this
+            results = judged.get(key)
+            if results is None:
+                results = judged[key] = _judge(planned.image, policy, facts)
+            findings.extend(
+                Finding(
+                    container=planned.container,
+                    policy=policy.name,
+                    mode=policy.mode,
+                    on_unresolved=policy.on_unresolved,
+                    rule=rule,
+                    found=found,
+                    expected=expected,
                 )
+                for rule, found, expected in results
+            )
     modes = {p.mode for c in the_plan.containers for p in c.policies}
     strictest = next((m for m in ("Enforce", "Warn", "Audit") if m in modes), None)
     return Decision(

@@ -9,6 +9,7 @@ word.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -137,18 +138,21 @@ def finding_line(finding: Finding) -> str:
 
 def deny_message(kind: str, display_name: str, findings: Sequence[Finding]) -> str:
     """The message of a denied admission: every failing container, violations first."""
-    ordered = sorted(findings, key=lambda f: (f.problem != "violation", f.container.name, f.policy, f.rule))
-    violations = sum(1 for f in ordered if f.problem == "violation")
-    failures = len(ordered) - violations
+    violations = sum(1 for f in findings if f.problem == "violation")
+    failures = len(findings) - violations
     counts = []
     if violations:
         counts.append(f"{violations} violation{'s' if violations != 1 else ''}")
     if failures:
         counts.append(f"{failures} lookup failure{'s' if failures != 1 else ''}")
     lines = [f"image-gate denied {kind} {display_name}: {' and '.join(counts)}"]
-    lines += [f"- {finding_line(f)}" for f in ordered[:_MAX_DENY_LINES]]
-    if len(ordered) > _MAX_DENY_LINES:
-        lines.append(f"- ... and {len(ordered) - _MAX_DENY_LINES} more")
+    # The first lines in order, without sorting them all: a pod may bring tens of thousands of findings.
+    shown = heapq.nsmallest(
+        _MAX_DENY_LINES, findings, key=lambda f: (f.problem != "violation", f.container.name, f.policy, f.rule)
+    )
+    lines += [f"- {finding_line(f)}" for f in shown]
+    if len(findings) > _MAX_DENY_LINES:
+        lines.append(f"- ... and {len(findings) - _MAX_DENY_LINES} more")
     return "\n".join(lines)
 
 

@@ -268,6 +268,12 @@ def _display_name(body: Mapping[str, Any], namespace: str) -> str:
     return f"{namespace}/{name}" if namespace else str(name)
 
 
+_LOGGED_FINDINGS = 100
+"""Findings a review's log line carries in full; the metrics count them all. A pod of thousands of
+containers can have tens of thousands: writing each would cost the review its deadline and give a line
+of megabytes, which log shippers cut anyway."""
+
+
 def _log_review(review: Review, *, operation: str | None, subresource: str | None, dry_run: bool) -> None:
     if not logger.isEnabledFor(logging.INFO):
         return  # every review would build these fields; skip them when nobody reads them
@@ -285,7 +291,8 @@ def _log_review(review: Review, *, operation: str | None, subresource: str | Non
                 "decision": decision.verdict,
                 "policies": list(decision.policies),
                 "images": sorted(str(image) for image in review.plan.needs),
-                "findings": [finding.as_dict() for finding in decision.findings],
+                "findings": [finding.as_dict() for finding in decision.findings[:_LOGGED_FINDINGS]],
+                "findings_omitted": max(0, len(decision.findings) - _LOGGED_FINDINGS),
                 "stale": review.stale_as_data(),
                 "seconds": round(review.seconds, 6),
             }
