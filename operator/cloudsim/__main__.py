@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from cloudsim.catalogue import Catalogue, default_catalogue_path
-from cloudsim.server import SimState, Simulators
+from cloudsim.server import HSS_QUOTA, SimState, Simulators
 from image_gate.clouds.quota import Rate
 
 
@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sas-port", type=int, default=0)
     parser.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate (PEM)")
     parser.add_argument("--tls-key", type=Path, help="the certificate's private key (PEM)")
-    parser.add_argument("--hss-rate", default="5/60", help="calls/seconds per user per API, or 'off'")
+    parser.add_argument(
+        "--hss-rate", default=str(HSS_QUOTA), help="calls/seconds per user per API, or 'off' (default: HSS's quota)"
+    )
     parser.add_argument("--sas-rate", default="off", help="calls/seconds per account per API, or 'off'")
     parser.add_argument("--ready-file", type=Path, help="write the URLs here as JSON once listening")
     args = parser.parse_args(argv)

@@ -26,9 +26,10 @@ from aiohttp import web
 
 from cloudsim.catalogue import Catalogue
 from cloudsim.faults import Fault, FaultBook
+from image_gate.clouds.huawei import DEFAULT_RATE as HSS_QUOTA
 from image_gate.clouds.quota import Rate
 
-__all__ = ["SimState", "Simulators", "add_control_routes"]
+__all__ = ["HSS_QUOTA", "SimState", "Simulators", "add_control_routes"]
 
 
 @dataclass
@@ -39,8 +40,8 @@ class SimState:
     faults: FaultBook = field(default_factory=FaultBook)
     clock: Callable[[], float] = time.time
     """Wall clock used to check request timestamps (X-Sdk-Date, x-acs-date) for skew."""
-    hss_rate: Rate | None = field(default_factory=lambda: Rate(5, 60.0))
-    """HSS's published quota per user per API; None turns it off."""
+    hss_rate: Rate | None = HSS_QUOTA
+    """HSS's published quota per user per API (the one image-gate paces itself by); None turns it off."""
     sas_rate: Rate | None = None
     """SAS publishes no quota; tests may set one."""
     max_skew: float = 15 * 60.0

@@ -38,6 +38,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from image_gate.core.clock import Clock, Deadline, Sleep, monotonic, sleep
+from image_gate.core.cloudnames import ALIYUN, HUAWEI
+from image_gate.core.cloudnames import HSS_BASE_IMAGE as HSS_BASE_API
+from image_gate.core.cloudnames import HSS_LIST_IMAGES as HSS_FIND_API
+from image_gate.core.cloudnames import SAS_DESCRIBE_IMAGE as SAS_DIGEST_API
+from image_gate.core.cloudnames import SAS_DESCRIBE_IMAGE_INSTANCES as SAS_FIND_API
 from image_gate.core.imagefacts import FactName, ImageFacts, StaleFact
 from image_gate.core.images import ImageReference
 from image_gate.core.outcomes import BaseImage, Failure, Found, NotApplicable, Outcome, Unauthorized
@@ -59,14 +64,6 @@ __all__ = [
     "RegistryImageLike",
     "SasLookups",
 ]
-
-HUAWEI = "huawei"
-ALIYUN = "aliyun"
-# The APIs behind each step, to label failures the cache makes itself (timeouts, shutdown).
-HSS_FIND_API = "ListRegistryImages"
-HSS_BASE_API = "ListImageBasicImage"
-SAS_FIND_API = "DescribeImageInstances"
-SAS_DIGEST_API = "DescribeImage"
 
 
 NO_HUAWEI_CREDENTIALS = "no Huawei Cloud credentials are configured"

@@ -8,7 +8,16 @@ Alibaba Cloud: the Security Center (SAS) client that answers an ACR image's regi
   `configured` says whether the environment sets any of them.
 """
 
-from image_gate.clouds.aliyun.client import DEFAULT_RATE, SAS_API_VERSION, SAS_ENDPOINTS, AcrRepository, SasClient
+from image_gate.clouds.aliyun.client import (
+    API_DESCRIBE_IMAGE,
+    API_DESCRIBE_IMAGE_INSTANCES,
+    CLOUD,
+    DEFAULT_RATE,
+    SAS_API_VERSION,
+    SAS_ENDPOINTS,
+    AcrRepository,
+    SasClient,
+)
 from image_gate.clouds.aliyun.credentials import (
     AliyunCredential,
     AliyunCredentialsProvider,
@@ -23,6 +32,9 @@ from image_gate.clouds.aliyun.credentials import (
 from image_gate.clouds.aliyun.signer import AliyunSigner
 
 __all__ = [
+    "API_DESCRIBE_IMAGE",
+    "API_DESCRIBE_IMAGE_INSTANCES",
+    "CLOUD",
     "DEFAULT_RATE",
     "SAS_API_VERSION",
     "SAS_ENDPOINTS",

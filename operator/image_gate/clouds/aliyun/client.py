@@ -35,6 +35,9 @@ from image_gate.clouds.aliyun.signer import AliyunSigner, random_nonce
 from image_gate.clouds.pipeline import Answer, Call, CallOptions, CallPipeline, Identity
 from image_gate.clouds.quota import Rate
 from image_gate.core.clock import Deadline
+from image_gate.core.cloudnames import ALIYUN as CLOUD
+from image_gate.core.cloudnames import SAS_DESCRIBE_IMAGE as API_DESCRIBE_IMAGE
+from image_gate.core.cloudnames import SAS_DESCRIBE_IMAGE_INSTANCES as API_DESCRIBE_IMAGE_INSTANCES
 from image_gate.core.images import ImageReference
 from image_gate.core.locations import AcrLocation, AliyunSite
 from image_gate.core.outcomes import (
@@ -53,6 +56,9 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack is Python 3.12
 
 __all__ = [
+    "API_DESCRIBE_IMAGE",
+    "API_DESCRIBE_IMAGE_INSTANCES",
+    "CLOUD",
     "DEFAULT_RATE",
     "SAS_API_VERSION",
     "SAS_ENDPOINTS",
@@ -62,7 +68,6 @@ __all__ = [
     "throttle_time_left",
 ]
 
-CLOUD = "aliyun"
 SAS_API_VERSION = "2018-12-03"
 SAS_ENDPOINTS: Mapping[str, str] = {
     "china": "https://tds.cn-shanghai.aliyuncs.com",
@@ -200,7 +205,7 @@ class SasClient(AsyncClosing):
         self, image: ImageReference, location: AcrLocation, *, deadline: Deadline
     ) -> Outcome[AcrRepository]:
         """The repository of ``image`` in ``location``, by exact namespace, name, region (and instance)."""
-        api = "DescribeImageInstances"
+        api = API_DESCRIBE_IMAGE_INSTANCES
         namespace, name = image.namespace, image.short_name
         criteria = [{"name": "repoNamespace", "value": namespace}, {"name": "repoName", "value": name}]
         criteria.append({"name": "regionId", "value": location.region})
@@ -256,7 +261,7 @@ class SasClient(AsyncClosing):
 
     async def registry_digest(self, repository: AcrRepository, tag: str, *, deadline: Deadline) -> Outcome[str]:
         """The digest (``sha256:<hex>``) that ``tag`` of ``repository`` points at, per ``DescribeImage``."""
-        api = "DescribeImage"
+        api = API_DESCRIBE_IMAGE
         params = {
             "ImageRegionId": repository.region,
             "ImageInstanceId": repository.instance_id,

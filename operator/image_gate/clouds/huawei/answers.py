@@ -18,6 +18,7 @@ import httpx
 
 from image_gate.clouds._common import json_object
 from image_gate.clouds.pipeline import Answer, AnsweredNotFound, Identity
+from image_gate.core.cloudnames import HUAWEI as CLOUD
 from image_gate.core.images import ImageReference
 from image_gate.core.outcomes import BadResponse, BaseImage, LookupFailed, Throttled, Unauthorized, Unavailable
 
@@ -35,8 +36,6 @@ __all__ = [
     "registry_image",
     "retry_after",
 ]
-
-CLOUD = "huawei"
 
 _UNAUTHORIZED_CODES = frozenset(
     {"APIGW.0301", "APIGW.0302", "APIGW.0303", "APIG.0301", "APIG.0302", "APIG.0303", "HSS.0010", "HSS.0013"}

@@ -59,6 +59,8 @@ from image_gate.clouds.pipeline import (
 )
 from image_gate.clouds.quota import Rate, SlidingWindowLimiter
 from image_gate.core.clock import Deadline, monotonic
+from image_gate.core.cloudnames import HSS_BASE_IMAGE as API_BASE_IMAGE
+from image_gate.core.cloudnames import HSS_LIST_IMAGES as API_LIST_IMAGES
 from image_gate.core.images import ImageReference
 from image_gate.core.locations import HssLocation
 from image_gate.core.outcomes import BaseImage, Found, LookupFailed, NotFound, Outcome
@@ -78,8 +80,6 @@ __all__ = [
     "normalise_digest",
 ]
 
-API_LIST_IMAGES = "ListRegistryImages"
-API_BASE_IMAGE = "ListImageBasicImage"
 DEFAULT_RATE = Rate(5, 60.0)
 """HSS's published quota: 5 calls per minute per user on each API."""
 
