@@ -194,8 +194,13 @@ ALLOWED = [
     ("watch", "namespaces"),
     ("list", "customresourcedefinitions.apiextensions.k8s.io"),
     ("create", "events", "--all-namespaces"),
+    ("watch", "imagefacts.imagegate.io"),
+    ("create", "imagefacts.imagegate.io"),
+    ("delete", "imagefacts.imagegate.io"),
+    ("patch", "imagefacts.imagegate.io", "--subresource=status"),
 ]
 DENIED = [
+    ("update", "leases.coordination.k8s.io", "--all-namespaces"),
     ("get", "secrets", "--all-namespaces"),
     ("list", "pods", "--all-namespaces"),
     ("patch", "imagegatepolicies.imagegate.io"),
@@ -231,7 +236,9 @@ def test_app_runs_with_the_charts_rbac_env_and_certificate(
     release = f"rb-{uuid.uuid4().hex[:6]}"
     fullname = f"{release}-image-gate"
     docs = helm_template(dict(kube.env), release, namespace, {})
-    rbac = [d for d in docs if d["kind"] in {"ServiceAccount", "ClusterRole", "ClusterRoleBinding"}]
+    rbac = [
+        d for d in docs if d["kind"] in {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    ]
     kube.apply(rbac)
     process: EnvProcess | None = None
     try:
@@ -242,6 +249,11 @@ def test_app_runs_with_the_charts_rbac_env_and_certificate(
         for verb, resource, *extra in DENIED:
             answer = kube.kubectl("auth", "can-i", verb, resource, f"--as={subject}", *extra, check=False)
             assert answer.stdout.strip() == "no", f"the chart's role can {verb} {resource} {extra}"
+        for verb in ("get", "create", "update"):
+            answer = kube.kubectl(
+                "auth", "can-i", verb, "leases.coordination.k8s.io", f"--as={subject}", "-n", namespace, check=False
+            )
+            assert answer.stdout.strip() == "yes", f"the chart's Role cannot {verb} the Lease in {namespace}"
 
         token = kube.kubectl("create", "token", fullname, "--namespace", namespace, "--duration=1h").stdout.strip()
         kubeconfig = tmp_path / "sa.kubeconfig"
