@@ -217,8 +217,24 @@ class KubeFactStore:
         await self._api.request("POST", _COLLECTION, body)
 
 
+_QUIET_HANDLERS: Final = (FACTS_INDEX, "fact-index", "fact-watch")
+
+
+class _QuietFactHandlers(logging.Filter):
+    """Drops kopf's "Handler ... succeeded." lines for the fact handlers: one per ImageFact event and
+    replica (50,000 at every start with a full store) would drown every other log line."""
+
+    _quiet = frozenset(f"Handler {handler_id!r} succeeded." for handler_id in _QUIET_HANDLERS)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() not in self._quiet
+
+
 def register_fact_store(registry: kopf.OperatorRegistry, *, facts: SharedFacts, store: KubeFactStore) -> None:
     """The ImageFact index and watch handler; the index is handed to ``store`` at the first event."""
+    kopf_objects = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, _QuietFactHandlers) for f in kopf_objects.filters):
+        kopf_objects.addFilter(_QuietFactHandlers())
 
     # Coroutines, not functions: kopf runs plain functions in a thread pool, and these touch the event loop's
     # futures (waking waiting reviews) -- and a thread hop per event is pure cost.
