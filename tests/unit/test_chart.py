@@ -54,7 +54,7 @@ EXPECTED_RBAC: dict[tuple[str, str], set[str]] = {
     ("imagegate.io", "imagegatepolicies"): {"get", "list", "watch"},
     ("imagegate.io", "imagegatepolicies/status"): {"patch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
-    ("", "namespaces"): {"list", "watch"},
+    ("", "namespaces"): {"get", "list", "watch"},
     ("", "events"): {"create"},
     ("imagegate.io", "imagefacts"): {"get", "list", "watch", "create", "patch", "delete"},
     ("imagegate.io", "imagefacts/status"): {"patch"},

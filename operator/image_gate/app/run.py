@@ -25,11 +25,14 @@ from image_gate.app.sharing import fact_sharing
 from image_gate.app.stopping import GracefulStop
 from image_gate.app.wiring import fact_resolver
 from image_gate.core.admission import Admission
-from image_gate.kube.controller import register_controller
+from image_gate.kube.controller import POLICY_RESOURCE, register_controller
 from image_gate.kube.events import DenialEvents
+from image_gate.kube.kubeapi import KubeApi
 from image_gate.kube.memos import WatchedOnlyMemories
+from image_gate.kube.namespaces import NamespaceLabels, read_namespace_labels
 from image_gate.kube.readiness import Readiness
 from image_gate.kube.server import ReviewServer
+from image_gate.kube.watchhealth import WatchHealth
 from image_gate.kube.webhook import WebhookApp, register_webhooks
 
 __all__ = ["run_operator", "serving_certificate"]
@@ -89,7 +92,9 @@ def review_server(settings: Settings, tls: ReloadingContext, readiness: Readines
 
 async def run_operator(settings: Settings) -> None:
     metrics = Metrics()
-    readiness = Readiness()
+    watches = WatchHealth({POLICY_RESOURCE[2], "namespaces"})
+    watches.install()
+    readiness = Readiness(watches)
     certificate = serving_certificate(settings)
     webhook_tls = ReloadingContext(certificate, client_ca_file=settings.client_ca_file)
     # Probes (kubelet) and scrapes present no client certificate: the health port never asks for one.
@@ -106,7 +111,15 @@ async def run_operator(settings: Settings) -> None:
         sharing.source(resolver) as facts,
     ):
         admission = Admission(facts, deadline=settings.deadline)
-        webhook = WebhookApp(admission, metrics, readiness, settings.exempt_namespaces, post_event=events.post)
+        namespaces_api = KubeApi(timeout=5.0)  # a GET that outlasts a review's wait still serves the next one
+        webhook = WebhookApp(
+            admission,
+            metrics,
+            readiness,
+            settings.exempt_namespaces,
+            post_event=events.post,
+            namespaces=NamespaceLabels(read_namespace_labels(namespaces_api)),
+        )
         register_webhooks(registry, webhook)
         around = [
             asyncio.create_task(
@@ -140,3 +153,5 @@ async def run_operator(settings: Settings) -> None:
             for task in around:
                 task.cancel()
             await asyncio.gather(*around, return_exceptions=True)
+            await namespaces_api.aclose()
+            watches.uninstall()

@@ -1,9 +1,10 @@
 """
 The ImageGatePolicy controller: kopf indexes that the webhook reads, and policy status.
 
-Admission never calls the Kubernetes API: the policies (compiled) and the
-namespaces' labels (for ``namespaceSelector``) are kept in two kopf indexes,
-current through kopf's watches. A policy that does not compile is indexed as
+Admission reads the policies (compiled) and the namespaces' labels (for
+``namespaceSelector``) from two kopf indexes, current through kopf's watches.
+The one API call on the admission path is for a namespace the index has not
+seen yet (created together with the workload): `image_gate.kube.namespaces`. A policy that does not compile is indexed as
 its `PolicyError`, so it is reported and counted but never takes part in
 admission, and never disturbs the others.
 
@@ -11,7 +12,9 @@ Readiness: kopf calls ordinary handlers only once *every* index has been
 filled from its initial listing. Every cluster has namespaces, so the first
 namespace event is the moment both indexes are complete; `Readiness` is set
 then and the webhook starts judging. Until then it refuses to judge rather
-than admit everything under an empty policy list.
+than admit everything under an empty policy list. Afterwards `/readyz` also
+follows the two watches (`image_gate.kube.watchhealth`): one that stops
+hearing from the API server makes the replica unready.
 """
 
 from __future__ import annotations

@@ -7,22 +7,34 @@ Kept apart from the controller so that the health server can read it without imp
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 __all__ = ["Readiness"]
 
 
-class Readiness:
-    """Set once the indexes are complete; read by the webhook and ``/readyz``."""
+class WatchProblems(Protocol):
+    """`image_gate.kube.watchhealth.WatchHealth`: why the indexes may have stopped following the cluster."""
 
-    def __init__(self) -> None:
+    def problem(self) -> str | None: ...
+
+
+class Readiness:
+    """Set once the indexes are complete, and while their watches are heard; read by the webhook and ``/readyz``.
+
+    A watch that went silent makes the replica unready (the Service sends reviews to replicas whose
+    indexes follow the cluster) but does not stop it judging: the index it has is the best it knows.
+    """
+
+    def __init__(self, watches: WatchProblems | None = None) -> None:
         self.indexes = asyncio.Event()
         self.webhook_listening = False
         self.stopping = False
         """Set on SIGTERM: the replica still judges reviews while the Service stops sending them."""
+        self.watches = watches
 
     @property
     def ready(self) -> bool:
-        return self.indexes.is_set() and self.webhook_listening and not self.stopping
+        return self.reason() == "ready"
 
     def reason(self) -> str:
         if self.stopping:
@@ -31,4 +43,5 @@ class Readiness:
             return "the policy and namespace indexes are still loading"
         if not self.webhook_listening:
             return "the webhook server is not listening yet"
-        return "ready"
+        problem = self.watches.problem() if self.watches is not None else None
+        return problem or "ready"

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,10 +36,13 @@ import kopf
 from aiohttp import web
 
 from image_gate.core.admission import Admission, Review, changed_containers
+from image_gate.core.clock import Deadline
 from image_gate.core.evaluate import Subject
+from image_gate.core.policy import CompiledPolicy
 from image_gate.core.workloads import JUDGED_RESOURCES, UnreadableObject, containers_of
 from image_gate.facts.shared import REQUESTING_NAMESPACE
 from image_gate.kube.controller import NAMESPACES_INDEX, POLICIES_INDEX, compiled_policies, namespace_labels
+from image_gate.kube.namespaces import NamespaceLabels
 from image_gate.kube.observe import AdmissionObserver
 from image_gate.kube.readiness import Readiness
 
@@ -52,6 +55,10 @@ HANDLED_RESOURCES: dict[str, tuple[str, str, str, str]] = {
     r.handler_id: (r.group, r.version, r.plural, r.kind) for r in JUDGED_RESOURCES
 }
 _NOT_READY_MESSAGE = "image-gate is starting and has not loaded the policies yet; retry in a few seconds"
+_UNKNOWN_NAMESPACE_MESSAGE = (
+    "image-gate cannot tell which policies apply in namespace {namespace}: it is new to image-gate and "
+    "its labels could not be read from the API server; retry in a few seconds"
+)
 
 
 @dataclass
@@ -63,9 +70,13 @@ class WebhookApp:
     readiness: Readiness
     exempt_namespaces: Collection[str]
     startup_wait: float = 1.0
-    """How long a review waits for the indexes at start-up before refusing to judge. Short: it comes
-    on top of the review's deadline, and both must fit the webhook's timeoutSeconds. (Readiness
-    keeps the Service from sending reviews before then anyway.)"""
+    """How long a review waits for the indexes, at start-up and for a namespace the index does not
+    have yet, in all, before refusing to judge. Short: it comes on top of the review's deadline, and
+    both must fit the webhook's timeoutSeconds. (Readiness keeps the Service from sending reviews
+    before start-up is done anyway.)"""
+    namespaces: NamespaceLabels | None = None
+    """Reads the labels of namespaces missing from the index; None: such a namespace has only the
+    label Kubernetes sets on every namespace (tests that do not care)."""
     post_event: Callable[[Mapping[str, Any], str], None] = field(default=lambda body, message: None)
     """Posts a denial's Event: `image_gate.kube.events.DenialEvents.post` in the operator; nothing by default."""
 
@@ -85,6 +96,7 @@ class WebhookApp:
         namespace = namespace or ""
         if namespace in self.exempt_namespaces:
             return
+        index_wait = Deadline.after(self.startup_wait)
         await self._wait_until_ready()
 
         try:
@@ -101,7 +113,7 @@ class WebhookApp:
             kind=kind,
             display_name=_display_name(body, namespace),
             namespace=namespace,
-            namespace_labels=namespace_labels(indexes[NAMESPACES_INDEX], namespace),
+            namespace_labels=await self._namespace_labels(indexes[NAMESPACES_INDEX], namespace, policies, index_wait),
             containers=tuple(containers),
         )
         REQUESTING_NAMESPACE.set(namespace)  # the leader serves namespaces' pending lookups in turn
@@ -118,6 +130,26 @@ class WebhookApp:
                 except Exception:  # an Event is a courtesy; it must never change the verdict
                     logger.exception("the denial's Event was not posted")
             raise kopf.AdmissionError(message, code=403)
+
+    async def _namespace_labels(
+        self, index: Mapping[str, Any], namespace: str, policies: Sequence[CompiledPolicy], wait: Deadline
+    ) -> Mapping[str, str]:
+        """The namespace's labels; for one the index lacks, from the API server (`NamespaceLabels`).
+
+        When they cannot be read in time, the review is refused (503, the API server's failurePolicy
+        does not apply: the user sees why and retries) if any policy selects namespaces by label:
+        judged without its labels, the workload could escape an Enforce policy, and judged as if
+        every selector matched, it could be denied by policies that do not apply to it. Without such
+        a policy the labels change nothing, and the review goes on.
+        """
+        if self.namespaces is None:
+            return namespace_labels(index, namespace)
+        labels = await self.namespaces.labels(index, namespace, wait=wait.remaining())
+        if labels is not None:
+            return labels
+        if any(p.namespace_selector.requirements and namespace not in p.exclude_namespaces for p in policies):
+            raise kopf.AdmissionError(_UNKNOWN_NAMESPACE_MESSAGE.format(namespace=namespace), code=503)
+        return namespace_labels(index, namespace)
 
     async def _wait_until_ready(self) -> None:
         if self.readiness.indexes.is_set():
