@@ -506,6 +506,8 @@ async def test_a_burst_of_50_lookups_stays_within_the_servers_quota(pki: TestPki
         BaseImage("Debian GNU/Linux", str(10 + index % 3), "") for index in range(50)
     ]
     # Exactly one call per lookup and API: no 429 was answered (a 429 would have been retried, and counted).
+    # The client counts each call in its window until its answer came, the latest HSS can have counted it:
+    # however late a call reaches cloudsim on a loaded machine, the next window waits for it.
     assert calls[API_LIST_IMAGES] == 50
     assert calls[API_BASE_IMAGE] == 50
     assert {outcome for _, outcome in recorder.calls} == {"found"}
@@ -515,6 +517,24 @@ async def test_a_burst_of_50_lookups_stays_within_the_servers_quota(pki: TestPki
         f"first {finish[0]:.2f}s, median {finish[25]:.2f}s, last {finish[-1]:.2f}s; "
         f"quota waits {len(recorder.waits)} totalling {sum(recorder.waits):.1f}s"
     )
+
+
+async def test_a_call_that_reaches_hss_late_still_counts_in_the_clients_window(pki: TestPki) -> None:
+    # HSS counts a call when it arrives. The first call here arrives 0.6 s after it was sent (a slow
+    # handshake on a loaded machine: cloudsim's latency fault holds it before it is counted); the client
+    # counts it when its answer came, so the calls of the next window wait for it, and HSS answers no 429.
+    rate = Rate(2, 1.0)
+    catalogue = _burst_catalogue(4)
+    with _simulators(pki, catalogue, hss_rate=rate) as sim:
+        sim.state.faults.add(Fault(api=API_LIST_IMAGES, kind="latency", seconds=0.6, times=1))
+        signer = HuaweiSigner(HuaweiCredentials(ak=AKSK.ak, sk=AKSK.sk))
+        async with HssClient(signer, endpoint=sim.hss_url, verify=pki.ca_file, rate=rate) as client:
+            outcomes = await asyncio.gather(
+                *(client.find_image(i.reference, PINNED, deadline=deadline(10.0)) for i in catalogue.huawei_images())
+            )
+        calls = sim.state.faults.snapshot()
+    assert all(isinstance(outcome, Found) for outcome in outcomes), outcomes
+    assert calls[API_LIST_IMAGES] == 4, "a 429 was answered (and retried)"
 
 
 # -- no credential anywhere ---------------------------------------------------------------------------------

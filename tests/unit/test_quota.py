@@ -62,6 +62,52 @@ async def test_a_cloud_retry_after_holds_every_later_call() -> None:
     assert limiter.waited == 7.5
 
 
+class GatedTime(FakeTime):
+    """Sleeps end when the test opens the gate, at the time they were to end (or later)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        until = self.now + seconds
+        await self.gate.wait()
+        self.now = max(self.now, until)
+
+
+async def test_a_call_counts_in_the_window_until_its_answer_came() -> None:
+    # The gateway counts a call when it arrives: anywhere between our start and its answer.
+    time = GatedTime()
+    limiter = SlidingWindowLimiter(Rate(2, 10.0), clock=time.clock, sleep=time.sleep)
+    slow, quick = await limiter.take(), await limiter.take()
+    third = asyncio.ensure_future(limiter.take())
+    await asyncio.sleep(0)  # reserved for 1010.0, when both calls ahead are 10 s old, and asleep until then
+    time.now = 1000.1
+    quick.settle()  # answered at once: the gateway counted it by 1000.1
+    time.now = 1003.0
+    slow.settle()  # a new connection's handshake under load: it may have arrived as late as 1003.0
+    time.gate.set()
+    slot = await third
+    # At 1010.0 the gateway's window (1000.0, 1010.0] may hold both: the third call waits for quick's answer + 10 s.
+    assert slot.at == pytest.approx(1010.1)
+    assert slot.waited == pytest.approx(10.1)
+    assert limiter.waited == pytest.approx(10.1)
+
+
+async def test_a_call_still_under_way_keeps_its_place_in_the_window() -> None:
+    time = FakeTime()
+    limiter = SlidingWindowLimiter(Rate(1, 10.0), clock=time.clock, sleep=time.sleep)
+    first = await limiter.take()
+    time.now = 1015.0  # 15 s later the first call has not answered: the gateway may count it any moment
+    assert limiter.next_slot() == 1025.0
+    first.settle()
+    time.now = 1016.0
+    assert limiter.next_slot() == 1025.0, "answered at 1015.0: the window counts it there"
+    with pytest.raises(QuotaExceeded):
+        await limiter.take(max_wait=5.0)
+    assert limiter.next_slot() == 1025.0, "a refused caller reserves nothing"
+
+
 def test_quota_book_keeps_one_limiter_per_key_and_rate() -> None:
     book = QuotaBook()
     first = book.limiter(("huawei", "ListRegistryImages", "ak1"), Rate(5, 60.0))

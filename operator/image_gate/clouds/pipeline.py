@@ -6,7 +6,9 @@ Each attempt goes through the same steps, in this order:
 1. the deadline: no time left, no call (`TimedOut`);
 2. the client-side quota of (cloud, API, credential): wait for a slot, unless
    the slot is further away than the deadline allows after keeping
-   ``call_budget`` seconds for the call itself (`Throttled`, no call);
+   ``call_budget`` seconds for the call itself (`Throttled`, no call); every
+   attempt takes a slot of its own, and settles it when the attempt is over
+   (the window counts it then: the cloud may have counted it as late);
 3. the vendor's ``send``, bounded by the time left;
 4. credential errors raised while signing (`Unauthorized`, or `Unavailable`
    when the credential service failed);
@@ -34,7 +36,7 @@ import httpx
 from image_gate.clouds._common import transport_failure
 from image_gate.clouds.credentials import CredentialsError, CredentialsUnavailable, mask
 from image_gate.clouds.observe import CallObserver, NullObserver
-from image_gate.clouds.quota import QuotaBook, QuotaExceeded, Rate, SlidingWindowLimiter
+from image_gate.clouds.quota import QuotaBook, QuotaExceeded, QuotaSlot, Rate, SlidingWindowLimiter
 from image_gate.clouds.retry import RetryPolicy, call_with_retries
 from image_gate.core.clock import Clock, Deadline, Sleep, monotonic, sleep
 from image_gate.core.outcomes import Failure, LookupFailed, Throttled, TimedOut, Unauthorized, Unavailable
@@ -201,7 +203,14 @@ class CallPipeline:
         remaining = deadline.remaining()
         if remaining <= 0:
             raise LookupFailed(TimedOut(cloud=self.cloud, api=api, detail="the deadline passed before the call"))
-        await self._slot(api, limiter, remaining)
+        slot = await self._slot(api, limiter, remaining)
+        try:
+            return await self._send_and_read(call, limiter, deadline)
+        finally:
+            slot.settle()  # the cloud counted the call by now, if it did: so does the window
+
+    async def _send_and_read(self, call: Call, limiter: SlidingWindowLimiter, deadline: Deadline) -> Answer:
+        api = call.api
         remaining = deadline.remaining()
         if remaining <= 0:
             raise LookupFailed(
@@ -238,9 +247,9 @@ class CallPipeline:
                 call.identity.fingerprint,
             )
 
-    async def _slot(self, api: str, limiter: SlidingWindowLimiter, remaining: float) -> None:
+    async def _slot(self, api: str, limiter: SlidingWindowLimiter, remaining: float) -> QuotaSlot:
         try:
-            waited = await limiter.acquire(max_wait=max(0.0, remaining - self._call_budget))
+            slot = await limiter.take(max_wait=max(0.0, remaining - self._call_budget))
         except QuotaExceeded as exc:
             raise LookupFailed(
                 Throttled(
@@ -251,8 +260,9 @@ class CallPipeline:
                     retry_after=exc.wait,
                 )
             ) from None
-        if waited > 0:  # the limiter reads its clock once: a free slot waits exactly 0
-            self._observer.quota_wait(cloud=self.cloud, api=api, seconds=waited)
+        if slot.waited > 0:  # the limiter reads its clock once: a free slot waits exactly 0
+            self._observer.quota_wait(cloud=self.cloud, api=api, seconds=slot.waited)
+        return slot
 
     async def _send(self, call: Call, remaining: float) -> httpx.Response:
         scrub = call.identity.scrub
