@@ -101,6 +101,9 @@ SETTINGS_IN_CHART: dict[str, tuple[Literal["value", "fixed", "absent"], str]] = 
     "cloud_ca_file": ("absent", "only for a cloud endpoint behind a private CA: extraEnv and a volume"),
     "max_review_bytes": ("value", "config.maxReviewBytes"),
     "drain_seconds": ("value", "config.drainSeconds"),
+    "lease_duration_seconds": ("value", "config.leaseDurationSeconds"),
+    "max_facts": ("value", "config.maxFacts"),
+    "unused_fact_days": ("value", "config.unusedFactDays"),
     "client_ca_file": ("absent", "set (to the mounted ConfigMap's file) only when webhook.clientCA.configMap is"),
 }
 
@@ -121,6 +124,9 @@ CHART_OVERRIDES: dict[str, Any] = {
     "config.maxStaleSeconds": 7200,
     "config.maxReviewBytes": 8388608,
     "config.drainSeconds": 2.5,
+    "config.leaseDurationSeconds": 30,
+    "config.maxFacts": 1000,
+    "config.unusedFactDays": 7,
 }
 
 CREDENTIAL_ENV = {

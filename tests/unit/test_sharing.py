@@ -10,7 +10,7 @@ import pytest
 
 from image_gate.app.clusterfacts import list_cluster_facts
 from image_gate.app.settings import Settings, SettingsError, add_run_arguments
-from image_gate.app.sharing import replica_identity, shares_facts
+from image_gate.app.sharing import lease_settings, replica_identity, shares_facts, store_settings
 from image_gate.core.clock import Deadline
 from image_gate.core.outcomes import BaseImage, Found
 from image_gate.facts.records import FactKey, FactRecord, status_of
@@ -41,6 +41,17 @@ def test_cluster_without_a_namespace_stops_start_up() -> None:
         settings(IMAGE_GATE_FACT_STORE="cluster")
     with pytest.raises(SettingsError, match="--fact-store"):
         settings("--fact-store", "etcd")
+
+
+def test_the_lease_and_the_store_follow_the_settings() -> None:
+    lease = lease_settings(settings("--lease-duration-seconds", "30"), "image-gate")
+    assert (lease.lease_duration, lease.renew_deadline, lease.retry_period) == (30.0, 20.0, 4.0)
+    assert lease_settings(settings(), "image-gate").retry_period == 2.0
+    store = store_settings(settings(IMAGE_GATE_MAX_FACTS="1000", IMAGE_GATE_UNUSED_FACT_DAYS="7"))
+    assert store.upkeep.max_facts == 1000
+    assert store.upkeep.unused_after == 7 * 86_400
+    with pytest.raises(SettingsError, match="IMAGE_GATE_MAX_FACTS"):
+        settings(IMAGE_GATE_MAX_FACTS="0")
 
 
 def test_every_process_holds_the_lease_under_its_own_name() -> None:

@@ -74,6 +74,12 @@ def _fact_store(value: str) -> FactStoreMode:
     return "cluster" if mode == "cluster" else "memory" if mode == "memory" else "auto"
 
 
+def _count(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"must be a whole number of at least 1, not {value!r}")
+    return int(value)
+
+
 def _log_format(value: str) -> LogFormat:
     return "json" if choice("json", "text")(value) == "json" else "text"
 
@@ -186,6 +192,19 @@ class Settings:
         "cluster: every replica shares facts as ImageFacts and one Lease holder calls the clouds; "
         "memory: each replica on its own; auto: cluster when --namespace is given (the chart gives it)",
         parse=_fact_store,
+    )
+    lease_duration: float = setting(
+        15.0,
+        "seconds the Lease holder may go without renewing before another replica takes over; "
+        "renewed every 2/15 of it, given up after 2/3 of it",
+        name="lease_duration_seconds",
+        parse=seconds(maximum=300.0),
+    )
+    max_facts: int = setting(
+        50_000, "ImageFacts kept at most; past it, new facts are resolved by each replica on its own", parse=_count
+    )
+    unused_fact_days: float = setting(
+        30.0, "days after which an ImageFact no review used is deleted", name="unused_fact_days", parse=seconds()
     )
 
     @classmethod

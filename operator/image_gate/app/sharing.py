@@ -28,6 +28,7 @@ from image_gate.facts.calllog import CallLog, Handover
 from image_gate.facts.records import API_GROUP, API_VERSION, FACT_PLURAL
 from image_gate.facts.resolver import FactResolver
 from image_gate.facts.shared import SharedFacts, StoreSettings
+from image_gate.facts.upkeep import DAY, UpkeepSettings
 from image_gate.kube.factstore import KubeFactStore, register_fact_store
 from image_gate.kube.kubeapi import ApiError, KubeApi
 from image_gate.kube.lease import KubeLeases, LeaderElector, LeaseSettings
@@ -92,9 +93,7 @@ class FactSharing:
             facts = SharedFacts(
                 resolver,
                 store,
-                settings=StoreSettings(
-                    tag_ttl=settings.tag_ttl, negative_ttl=settings.negative_ttl, max_stale=settings.max_stale
-                ),
+                settings=store_settings(settings),
                 observer=self.metrics,
             )
             stack.push_async_callback(facts.aclose)
@@ -107,7 +106,7 @@ class FactSharing:
                 else:
                     facts.stop_leading()
 
-            lease = LeaseSettings(namespace=namespace, identity=replica_identity(), name=LEASE_NAME)
+            lease = lease_settings(settings, namespace)
             elector = LeaderElector(
                 KubeLeases(api, namespace=namespace, name=LEASE_NAME), lease, calls=self.calls, on_change=leadership
             )
@@ -125,6 +124,28 @@ class FactSharing:
 
             stack.push_async_callback(stop)
             yield facts
+
+
+def store_settings(settings: Settings) -> StoreSettings:
+    return StoreSettings(
+        tag_ttl=settings.tag_ttl,
+        negative_ttl=settings.negative_ttl,
+        max_stale=settings.max_stale,
+        upkeep=UpkeepSettings(max_facts=settings.max_facts, unused_after=settings.unused_fact_days * DAY),
+    )
+
+
+def lease_settings(settings: Settings, namespace: str) -> LeaseSettings:
+    """client-go's proportions (Kyverno's 15 s / 10 s / 2 s) for any duration."""
+    duration = settings.lease_duration
+    return LeaseSettings(
+        namespace=namespace,
+        identity=replica_identity(),
+        name=LEASE_NAME,
+        lease_duration=duration,
+        renew_deadline=duration * 2 / 3,
+        retry_period=duration * 2 / 15,
+    )
 
 
 def fact_sharing(settings: Settings, metrics: Metrics, registry: kopf.OperatorRegistry) -> FactSharing:
