@@ -185,7 +185,7 @@ def _run(args: argparse.Namespace) -> int:
     from image_gate.app.run import run_operator
     from image_gate.app.wiring import StartupError
 
-    configure_logging(log_format=settings.log_format, level=settings.log_level)
+    configure_logging(log_format=settings.log_format, level=settings.log_level, http_logs=settings.debug_http_logs)
     try:
         asyncio.run(run_operator(settings))
     except KeyboardInterrupt:

@@ -45,7 +45,15 @@ class KopfEchoFilter(logging.Filter):
     failed permanently: ..."), although a denial is the webhook working; our
     own "admission denied" line carries the same with every finding. And it
     logs the readiness handler's success on every namespace event.
+
+    Unless ``per_request`` is set (``--debug-http-logs``), it also drops kopf's
+    ``Webhook 'pods' succeeded.`` after every review: image-gate's own review line
+    says more, and one line per review is what a log pipeline should carry.
     """
+
+    def __init__(self, *, per_request: bool = False) -> None:
+        super().__init__()
+        self.per_request = per_request
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.name.startswith("kopf."):
@@ -53,12 +61,15 @@ class KopfEchoFilter(logging.Filter):
         message = record.getMessage()
         if "failed permanently: image-gate denied" in message:
             return False
+        if not self.per_request and message.startswith("Webhook '") and message.endswith("' succeeded."):
+            return False
         return not message.startswith("Handler 'readiness' succeeded")
 
 
-def configure_logging(*, log_format: str = "json", level: str = "INFO") -> None:
+def configure_logging(*, log_format: str = "json", level: str = "INFO", http_logs: bool = False) -> None:
+    """One handler on the root logger; ``http_logs`` keeps kopf's and aiohttp's per-request lines (debugging)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(KopfEchoFilter())
+    handler.addFilter(KopfEchoFilter(per_request=http_logs))
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -69,3 +80,6 @@ def configure_logging(*, log_format: str = "json", level: str = "INFO") -> None:
     # httpx logs every request line at INFO; its URLs carry no secrets, but the noise hides ours.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("httpcore").setLevel(max(logging.WARNING, root.level))
+    # aiohttp's access line (one per request, at INFO) only when asked for: the review line says more.
+    # Not even built then: the server checks the level before formatting it.
+    logging.getLogger("aiohttp.access").setLevel(root.level if http_logs else max(logging.WARNING, root.level))

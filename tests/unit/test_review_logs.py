@@ -1,0 +1,97 @@
+"""One log line per review at INFO: image-gate's own; kopf's and aiohttp's per-request lines only when asked for.
+
+The review goes over HTTP through the real server, kopf's real admission function and image-gate's
+handlers, into the logging `configure_logging` sets up, as ``image-gate run`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from aiohttp import web
+from kopf._core.reactor.inventory import ResourceMemories
+
+from image_gate.app.logs import configure_logging
+from image_gate.app.settings import Settings, SettingsError, add_run_arguments
+from image_gate.core.admission import Admission
+from image_gate.kube.server import ReviewServer
+from tests.kopfwebhook import NoFacts, kopf_webhook_fn, operator_registry, pod, review, serving
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """configure_logging replaces the root handler and sets levels: put them back for the next tests."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore", "aiohttp.access")}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, saved in levels.items():
+        logging.getLogger(name).setLevel(saved)
+
+
+@pytest.fixture
+async def url() -> AsyncIterator[str]:
+    server = ReviewServer(address="127.0.0.1", port=0, ssl_context=None, url_host="127.0.0.1")
+    fn = kopf_webhook_fn(operator_registry(Admission(NoFacts())), memories=ResourceMemories())
+    async for base in serving(server, fn):
+        yield base
+
+
+async def one_review(url: str) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        answer = await client.post(f"{url}/pods", json=review(pod()))
+    assert answer.status_code == 200
+    assert answer.json()["response"]["allowed"] is True
+
+
+def log_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
+    return [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+
+
+async def test_one_review_writes_one_line_at_info(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(log_format="json", level=Settings().log_level, http_logs=Settings().debug_http_logs)
+    await one_review(url)
+    lines = log_lines(capsys)
+    assert [(line["logger"], line["message"]) for line in lines] == [("image_gate.admission", "admission allowed")]
+    assert lines[0]["review"]["object"] == "shop/web"  # type: ignore[index]
+
+
+async def test_debug_http_logs_brings_back_kopfs_line(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(log_format="json", level="INFO", http_logs=True)
+    await one_review(url)
+    messages = [line["message"] for line in log_lines(capsys)]
+    assert messages == ["admission allowed", "Webhook 'pods' succeeded."]
+
+
+@pytest.mark.parametrize("http_logs", [False, True])
+def test_aiohttp_builds_its_access_line_only_when_asked(http_logs: bool) -> None:
+    configure_logging(log_format="json", level="INFO", http_logs=http_logs)
+    assert web.AccessLogger(logging.getLogger("aiohttp.access"), web.AccessLogger.LOG_FORMAT).enabled is http_logs
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "expected"),
+    [
+        ([], {}, False),
+        ([], {"IMAGE_GATE_DEBUG_HTTP_LOGS": "TRUE"}, True),
+        (["--debug-http-logs", "false"], {"IMAGE_GATE_DEBUG_HTTP_LOGS": "true"}, False),
+    ],
+)
+def test_the_setting_is_off_unless_turned_on(argv: list[str], environ: dict[str, str], expected: bool) -> None:
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser)
+    assert Settings.from_arguments(parser.parse_args(argv), environ=environ).debug_http_logs is expected
+
+
+def test_the_setting_refuses_other_words() -> None:
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser)
+    with pytest.raises(SettingsError, match=r"--debug-http-logs \(IMAGE_GATE_DEBUG_HTTP_LOGS\): must be one of"):
+        Settings.from_arguments(parser.parse_args(["--debug-http-logs", "yes"]), environ={})
