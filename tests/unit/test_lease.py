@@ -242,3 +242,21 @@ def test_lease_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="renew_deadline"):
         LeaseSettings(namespace="x", identity="a", renew_deadline=20)
     assert micro_time(0.5) == "1970-01-01T00:00:00.500000Z"
+
+
+async def test_an_unreachable_api_server_is_reported_once_not_every_retry(
+    time: FakeTime, server: LeaseServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    a = Replica("a", server, time)
+    server.down = True
+    with caplog.at_level(logging.INFO, logger="image_gate.kube.lease"):
+        for _ in range(5):
+            await a.elector.step()
+            await time.advance(2.0)
+        server.down = False
+        await a.elector.step()
+    messages = [record.getMessage() for record in caplog.records if record.levelno >= logging.INFO]
+    assert sum("could not be read or written" in message for message in messages) == 1
+    assert any("can be read and written again" in message for message in messages)

@@ -163,6 +163,7 @@ class LeaderElector:
         self._renewed_at: float | None = None
         """Our clock's time of our last successful write while leading; None when not leading."""
         self._leading = False
+        self._problem: str | None = None
         self.holder: str | None = None
         """Who holds the Lease, as last read (for logs and tests)."""
 
@@ -191,8 +192,17 @@ class LeaderElector:
             held, handover = await self._try_acquire_or_renew()
         except ApiError as exc:
             if not exc.conflict:
-                logger.warning("the Lease %s could not be read or written: %s", self.settings.name, exc)
+                # Once per kind of trouble, not every retry period: a missing Role would say the same thing
+                # every 2 seconds.
+                problem = f"{exc.status} {exc.reason}"
+                level = logging.WARNING if problem != self._problem else logging.DEBUG
+                logger.log(level, "the Lease %s could not be read or written: %s", self.settings.name, exc)
+                self._problem = problem
             held, handover = False, None
+        else:
+            if self._problem is not None:
+                logger.info("the Lease %s can be read and written again", self.settings.name)
+            self._problem = None
         if held:
             self._renewed_at = self._clock()
             if not self._leading:
