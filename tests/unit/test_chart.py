@@ -275,6 +275,7 @@ def test_fractional_deadline_below_timeout_renders(helm: Path) -> None:
 def test_the_chart_counts_the_apps_start_up_wait(helm: Path) -> None:
     """The sum's start-up wait is the app's: deadline + start-up wait + 1s margin fit timeoutSeconds exactly."""
     startup_wait = WebhookApp.__dataclass_fields__["startup_wait"].default
+    assert isinstance(startup_wait, float)
     assert f"the start-up wait ({startup_wait:g})" in render_error(helm, {"config": {"deadlineSeconds": 3.01}})
     docs = render(helm, {"config": {"deadlineSeconds": 7 - startup_wait - 1}, "webhook": {"timeoutSeconds": 7}})
     assert one(docs, "ValidatingWebhookConfiguration")["webhooks"][0]["timeoutSeconds"] == 7

@@ -4,9 +4,10 @@ The ImageGatePolicy controller: kopf indexes that the webhook reads, and policy 
 Admission reads the policies (compiled) and the namespaces' labels (for
 ``namespaceSelector``) from two kopf indexes, current through kopf's watches.
 The one API call on the admission path is for a namespace the index has not
-seen yet (created together with the workload): `image_gate.kube.namespaces`. A policy that does not compile is indexed as
-its `PolicyError`, so it is reported and counted but never takes part in
-admission, and never disturbs the others.
+seen yet (created together with the workload): `image_gate.kube.namespaces`.
+A policy that does not compile is indexed as its `PolicyError`, so it is
+reported and counted but never takes part in admission, and never disturbs
+the others.
 
 Readiness: kopf calls ordinary handlers only once *every* index has been
 filled from its initial listing. Every cluster has namespaces, so the first
