@@ -29,7 +29,7 @@ import hashlib
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
 
 from image_gate.core.images import ImageReference
@@ -115,10 +115,11 @@ class FactKey:
     cloud: Cloud
     location: Location
     image: ImageReference
+    name: str = field(init=False, compare=False, repr=False)
+    """The ImageFact's name, computed once: a review reads it for every fact it needs."""
 
-    @property
-    def name(self) -> str:
-        return fact_name(self.cloud, self.location, self.image)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", fact_name(self.cloud, self.location, self.image))
 
 
 def _location_fields(location: Location) -> dict[str, str]:
