@@ -32,19 +32,9 @@ from image_gate.clouds.aliyun import (
 from image_gate.clouds.aliyun.client import classify_error, throttle_time_left
 from image_gate.clouds.quota import QuotaBook, Rate
 from image_gate.clouds.retry import RetryPolicy
+from image_gate.core import outcomes
 from image_gate.core.clock import Deadline
 from image_gate.core.images import ImageReference
-from image_gate.core.outcomes import (
-    BadResponse,
-    Failure,
-    Found,
-    NotFound,
-    Outcome,
-    Throttled,
-    TimedOut,
-    Unauthorized,
-    Unavailable,
-)
 from image_gate.facts.registries import AcrLocation, RegistryMapping
 from tests.recorder import Recorder
 from tests.tlsutil import TestPki
@@ -120,11 +110,11 @@ def image(text: str) -> tuple[ImageReference, AcrLocation]:
     return reference, location
 
 
-async def digest_of(sas: SasClient, text: str, *, seconds: float = 3.0) -> Outcome[str]:
+async def digest_of(sas: SasClient, text: str, *, seconds: float = 3.0) -> outcomes.Outcome[str]:
     reference, location = image(text)
     deadline = Deadline.after(seconds)
     repository = await sas.find_repository(reference, location, deadline=deadline)
-    if not isinstance(repository, Found):
+    if not isinstance(repository, outcomes.Found):
         return repository
     assert reference.tag is not None
     return await sas.registry_digest(repository.value, reference.tag, deadline=deadline)
@@ -141,7 +131,7 @@ async def test_every_catalogue_image_resolves_to_its_digest(sim: Simulators, cli
     assert len(images) >= 5
     for entry in images:
         outcome = await digest_of(client, str(entry.reference))
-        assert isinstance(outcome, Found), (entry.reference, outcome)
+        assert isinstance(outcome, outcomes.Found), (entry.reference, outcome)
         assert outcome.value == entry.digest
         assert outcome.value.startswith("sha256:")
         assert outcome.request_id
@@ -151,7 +141,9 @@ async def test_find_repository_matches_exactly(client: SasClient) -> None:
     # cloudsim matches "web" loosely (web-admin too) and holds shop/web in cn-shanghai as well.
     reference, location = image(WEB)
     outcome = await client.find_repository(reference, location, deadline=Deadline.after(3))
-    assert outcome == Found(WEB_REPOSITORY, request_id=outcome.request_id if isinstance(outcome, Found) else None)
+    assert outcome == outcomes.Found(
+        WEB_REPOSITORY, request_id=outcome.request_id if isinstance(outcome, outcomes.Found) else None
+    )
 
 
 async def test_configured_instance_id_narrows_the_search(client: SasClient) -> None:
@@ -159,26 +151,26 @@ async def test_configured_instance_id_narrows_the_search(client: SasClient) -> N
     right = AcrLocation("cn-hangzhou", "cri-cloudsimdemo0001")
     wrong = AcrLocation("cn-hangzhou", "cri-doesnotexist01")
     found = await client.find_repository(reference, right, deadline=Deadline.after(3))
-    assert isinstance(found, Found)
+    assert isinstance(found, outcomes.Found)
     assert found.value == WEB_REPOSITORY
     missing = await client.find_repository(reference, wrong, deadline=Deadline.after(3))
-    assert isinstance(missing, NotFound)
+    assert isinstance(missing, outcomes.NotFound)
     assert "cri-doesnotexist01" in missing.detail
 
 
 async def test_pages_through_results(sim: Simulators, pki: TestPki) -> None:
     async with make_client(sim, pki, page_size=1) as sas:
         outcome = await digest_of(sas, "demo-registry.cn-hangzhou.cr.aliyuncs.com/shop/web:2.1")
-    assert isinstance(outcome, Found)
+    assert isinstance(outcome, outcomes.Found)
     assert calls(sim, "DescribeImageInstances") == 3  # web:2.0, web:2.1 and web-admin:1.0 match loosely
 
 
 async def test_unknown_repository_and_tag_are_not_found(client: SasClient) -> None:
     repository = await digest_of(client, "demo-registry.cn-hangzhou.cr.aliyuncs.com/shop/nope:1.0")
-    assert isinstance(repository, NotFound)
+    assert isinstance(repository, outcomes.NotFound)
     assert "shop/nope" in repository.detail
     tag = await client.registry_digest(WEB_REPOSITORY, "9.9", deadline=Deadline.after(3))
-    assert isinstance(tag, NotFound)
+    assert isinstance(tag, outcomes.NotFound)
     assert tag.request_id
 
 
@@ -191,7 +183,7 @@ async def test_same_repository_in_two_instances_is_ambiguous(sim: Simulators, cl
     sim.state.catalogue.images.append(twin)
     reference, location = image(WEB)
     outcome = await client.find_repository(reference, location, deadline=Deadline.after(3))
-    assert isinstance(outcome, NotFound)
+    assert isinstance(outcome, outcomes.NotFound)
     assert "cri-cloudsimdemo0001, cri-cloudsimtwin0001" in outcome.detail
     assert "instanceId" in outcome.detail
 
@@ -202,14 +194,14 @@ async def test_same_repository_in_two_instances_is_ambiguous(sim: Simulators, cl
 async def test_latency_within_the_deadline_is_found(sim: Simulators, client: SasClient) -> None:
     sim.state.faults.add(Fault(api="*", kind="latency", seconds=0.3))
     outcome = await digest_of(client, WEB)
-    assert isinstance(outcome, Found)
+    assert isinstance(outcome, outcomes.Found)
 
 
 async def test_timeout_is_timed_out_within_the_deadline(sim: Simulators, client: SasClient) -> None:
     sim.state.faults.add(Fault(api="DescribeImage", kind="timeout"))
     started = time.monotonic()
     outcome = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(0.5))
-    assert isinstance(outcome, TimedOut)
+    assert isinstance(outcome, outcomes.TimedOut)
     assert time.monotonic() - started < 1.5
     assert outcome.api == "DescribeImage"
 
@@ -219,7 +211,7 @@ async def test_server_error_is_unavailable_after_retries(
 ) -> None:
     sim.state.faults.add(Fault(api="DescribeImage", kind="error", status=500))
     outcome = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
-    assert isinstance(outcome, Unavailable)
+    assert isinstance(outcome, outcomes.Unavailable)
     assert outcome.code == "ServerError"
     assert outcome.request_id
     assert calls(sim, "DescribeImage") == 3
@@ -229,21 +221,21 @@ async def test_server_error_is_unavailable_after_retries(
 async def test_a_passing_server_error_is_retried_to_success(sim: Simulators, client: SasClient) -> None:
     sim.state.faults.add(Fault(api="DescribeImage", kind="error", status=503, times=1))
     outcome = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
-    assert isinstance(outcome, Found)
+    assert isinstance(outcome, outcomes.Found)
     assert calls(sim, "DescribeImage") == 2
 
 
 async def test_throttle_is_throttled_with_time_left(sim: Simulators, client: SasClient) -> None:
     sim.state.faults.add(Fault(api="DescribeImage", kind="throttle", retry_after=5.0))
     outcome = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(1))
-    assert isinstance(outcome, Throttled)
+    assert isinstance(outcome, outcomes.Throttled)
     assert outcome.code == "Throttling.User"
     assert outcome.retry_after == pytest.approx(5.0)
     assert calls(sim, "DescribeImage") == 1  # 5 s does not fit into the deadline: no retry
 
     # The client now holds its own quota for that API: the next call does not even reach the cloud.
     again = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(1))
-    assert isinstance(again, Throttled)
+    assert isinstance(again, outcomes.Throttled)
     assert again.code is None
     assert again.retry_after is not None
     assert again.retry_after > 3.5
@@ -254,7 +246,7 @@ async def test_short_throttle_is_waited_out(sim: Simulators, client: SasClient) 
     sim.state.faults.add(Fault(api="DescribeImage", kind="throttle", retry_after=0.2, times=1))
     started = time.monotonic()
     outcome = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
-    assert isinstance(outcome, Found)
+    assert isinstance(outcome, outcomes.Found)
     assert time.monotonic() - started >= 0.2
     assert calls(sim, "DescribeImage") == 2
 
@@ -262,9 +254,11 @@ async def test_short_throttle_is_waited_out(sim: Simulators, client: SasClient) 
 async def test_cloud_rate_limit_is_throttled(sim: Simulators, client: SasClient) -> None:
     sim.state.sas_rate = Rate(2, 60.0)
     for _ in range(2):
-        assert isinstance(await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3)), Found)
+        assert isinstance(
+            await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3)), outcomes.Found
+        )
     outcome = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(1))
-    assert isinstance(outcome, Throttled)
+    assert isinstance(outcome, outcomes.Throttled)
     assert outcome.code == "Throttling.User"
     assert outcome.retry_after is not None
     assert 55 < outcome.retry_after <= 60
@@ -274,14 +268,14 @@ async def test_malformed_is_a_bad_response_not_retried(sim: Simulators, client: 
     sim.state.faults.add(Fault(api="DescribeImageInstances", kind="malformed"))
     reference, location = image(WEB)
     outcome = await client.find_repository(reference, location, deadline=Deadline.after(3))
-    assert isinstance(outcome, BadResponse)
+    assert isinstance(outcome, outcomes.BadResponse)
     assert calls(sim, "DescribeImageInstances") == 1
 
 
 async def test_auth_fault_is_unauthorized_not_retried(sim: Simulators, client: SasClient) -> None:
     sim.state.faults.add(Fault(api="DescribeImage", kind="auth"))
     outcome = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
-    assert isinstance(outcome, Unauthorized)
+    assert isinstance(outcome, outcomes.Unauthorized)
     assert outcome.code == "SignatureDoesNotMatch"
     assert calls(sim, "DescribeImage") == 1
 
@@ -289,7 +283,7 @@ async def test_auth_fault_is_unauthorized_not_retried(sim: Simulators, client: S
 async def test_no_permission_is_unauthorized(sim: Simulators, client: SasClient) -> None:
     sim.state.faults.add(Fault(api="DescribeImage", kind="error", status=403))
     outcome = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
-    assert isinstance(outcome, Unauthorized)
+    assert isinstance(outcome, outcomes.Unauthorized)
     assert outcome.code == "NoPermission"
     assert "caller has no permission" in outcome.message
     assert calls(sim, "DescribeImage") == 1
@@ -301,23 +295,23 @@ async def test_connection_refused_is_unavailable(pki: TestPki) -> None:
     )
     async with sas:
         outcome = await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(2))
-    assert isinstance(outcome, Unavailable)
+    assert isinstance(outcome, outcomes.Unavailable)
 
 
 async def test_an_expired_deadline_makes_no_call(sim: Simulators, client: SasClient) -> None:
     outcome = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(0))
-    assert isinstance(outcome, TimedOut | Throttled)
+    assert isinstance(outcome, outcomes.TimedOut | outcomes.Throttled)
     assert calls(sim, "DescribeImage") == 0
 
 
 async def test_client_side_quota(sim: Simulators, pki: TestPki, recorder: Recorder) -> None:
     async with make_client(sim, pki, rate=Rate(1, 0.3), observer=recorder, quota=QuotaBook()) as sas:
-        assert isinstance(await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3)), Found)
-        assert isinstance(await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3)), Found)
+        assert isinstance(await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3)), outcomes.Found)
+        assert isinstance(await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3)), outcomes.Found)
         assert len(recorder.waits) == 1  # the second call waited for its slot
         assert recorder.waits[0] > 0.1
         denied = await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(0.05))
-    assert isinstance(denied, Throttled)
+    assert isinstance(denied, outcomes.Throttled)
     assert calls(sim, "DescribeImage") == 2
 
 
@@ -327,7 +321,7 @@ async def test_client_side_quota(sim: Simulators, pki: TestPki, recorder: Record
 async def test_wrong_secret_is_unauthorized(sim: Simulators, pki: TestPki) -> None:
     async with make_client(sim, pki, AliyunCredential(KEY_ID, "not-the-secret")) as sas:
         outcome = await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
-    assert isinstance(outcome, Unauthorized)
+    assert isinstance(outcome, outcomes.Unauthorized)
     assert outcome.code == "SignatureDoesNotMatch"
     assert calls(sim, "DescribeImage") == 1
 
@@ -335,30 +329,30 @@ async def test_wrong_secret_is_unauthorized(sim: Simulators, pki: TestPki) -> No
 async def test_unknown_access_key_is_unauthorized(sim: Simulators, pki: TestPki) -> None:
     async with make_client(sim, pki, AliyunCredential("LTAI5tNobodyKnowsThis", SECRET)) as sas:
         outcome = await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
-    assert isinstance(outcome, Unauthorized)
+    assert isinstance(outcome, outcomes.Unauthorized)
     assert outcome.code == "InvalidAccessKeyId.NotFound"
 
 
 async def test_skewed_clock_is_unauthorized(sim: Simulators, pki: TestPki) -> None:
     async with make_client(sim, pki, wall_clock=lambda: time.time() - 16 * 60) as sas:
         outcome = await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
-    assert isinstance(outcome, Unauthorized)
+    assert isinstance(outcome, outcomes.Unauthorized)
     assert outcome.code == "InvalidTimeStamp.Expired"
 
     async with make_client(sim, pki, wall_clock=lambda: time.time() - 14 * 60) as sas:
-        assert isinstance(await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3)), Found)
+        assert isinstance(await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3)), outcomes.Found)
 
 
 async def test_static_sts_credentials(sim: Simulators, pki: TestPki) -> None:
     async with make_client(sim, pki, AliyunCredential(STS_KEY_ID, STS_SECRET, STS_TOKEN)) as sas:
-        assert isinstance(await digest_of(sas, WEB), Found)
+        assert isinstance(await digest_of(sas, WEB), outcomes.Found)
     async with make_client(sim, pki, AliyunCredential(STS_KEY_ID, STS_SECRET, "CAISSomeOtherToken")) as sas:
         outcome = await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
-    assert isinstance(outcome, Unauthorized)
+    assert isinstance(outcome, outcomes.Unauthorized)
     assert outcome.code == "InvalidSecurityToken.MismatchWithAccessKey"
     async with make_client(sim, pki, AliyunCredential(STS_KEY_ID, STS_SECRET)) as sas:
         outcome = await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
-    assert isinstance(outcome, Unauthorized)
+    assert isinstance(outcome, outcomes.Unauthorized)
 
 
 async def test_rrsa_end_to_end(sim: Simulators, pki: TestPki, tmp_path: Path) -> None:
@@ -377,9 +371,9 @@ async def test_rrsa_end_to_end(sim: Simulators, pki: TestPki, tmp_path: Path) ->
         async with make_client(sim, pki, provider, quota=quota) as sas:
             assert repr(sas).endswith(f"account={fingerprint(ROLE_ARN)!r})")
             outcome = await digest_of(sas, WEB)
-            assert isinstance(outcome, Found)
+            assert isinstance(outcome, outcomes.Found)
             outcome = await digest_of(sas, "demo-registry.cn-hangzhou.cr.aliyuncs.com/shop/api:3.4.1")
-            assert isinstance(outcome, Found)
+            assert isinstance(outcome, outcomes.Found)
     finally:
         await provider.aclose()
     assert calls(sim, "AssumeRoleWithOIDC") == 1
@@ -394,7 +388,7 @@ async def test_rrsa_refused_is_unauthorized(sim: Simulators, pki: TestPki, tmp_p
             outcome = await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
     finally:
         await provider.aclose()
-    assert isinstance(outcome, Unauthorized)
+    assert isinstance(outcome, outcomes.Unauthorized)
     assert "AuthenticationFail.OIDCToken.Invalid" in outcome.detail
     assert calls(sim, "DescribeImage") == 0
 
@@ -411,17 +405,21 @@ async def test_rrsa_credentials_expired_at_the_cloud_are_renewed(sim: Simulators
     )
     try:
         async with make_client(sim, pki, provider) as sas:
-            assert isinstance(await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3)), Found)
+            assert isinstance(
+                await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3)), outcomes.Found
+            )
             # The cloud's clock runs 16 minutes ahead of ours (tolerated up to 20 here): it finds the 15-minute
             # STS credentials expired while we do not. Refused once, the credentials are renewed.
             real = time.time
             sim.state.max_skew = 20 * 60
             sim.state.clock = lambda: real() + 16 * 60
             first = await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
-            assert isinstance(first, Unauthorized)
+            assert isinstance(first, outcomes.Unauthorized)
             assert first.code == "InvalidSecurityToken.Expired"
             sim.state.clock = real
-            assert isinstance(await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3)), Found)
+            assert isinstance(
+                await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3)), outcomes.Found
+            )
     finally:
         await provider.aclose()
     assert calls(sim, "AssumeRoleWithOIDC") == 2
@@ -445,7 +443,7 @@ async def test_no_credential_in_logs_outcomes_or_reprs(
                 sim.state.faults.add(Fault(api="*", kind=fault, retry_after=0.01, times=1))
             outcome = await digest_of(sas, WEB)
             texts.extend([repr(outcome), str(outcome)])
-            if isinstance(outcome, Failure):
+            if isinstance(outcome, outcomes.Failure):
                 texts.append(outcome.message)
 
     for credential in (
@@ -514,15 +512,18 @@ def mock_client(answer: httpx.Response | Callable[[httpx.Request], httpx.Respons
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ({"RequestId": "r", "Data": {"Digest": "AB" * 32}}, Found("sha256:" + "ab" * 32, request_id="r")),
-        ({"RequestId": "r", "Data": {"Digest": "sha256:" + "CD" * 32}}, Found("sha256:" + "cd" * 32, request_id="r")),
-        ({"RequestId": "r", "Data": {"Digest": "0afb98d97f1a****"}}, BadResponse),
-        ({"RequestId": "r", "Data": {"Digest": 42}}, BadResponse),
-        ({"RequestId": "r", "Data": ["x"]}, BadResponse),
-        ({"RequestId": "r", "Data": None}, NotFound),
-        ({"RequestId": "r"}, NotFound),
-        ({"RequestId": "r", "Data": {"Digest": ""}}, NotFound),
-        (["not", "an", "object"], BadResponse),
+        ({"RequestId": "r", "Data": {"Digest": "AB" * 32}}, outcomes.Found("sha256:" + "ab" * 32, request_id="r")),
+        (
+            {"RequestId": "r", "Data": {"Digest": "sha256:" + "CD" * 32}},
+            outcomes.Found("sha256:" + "cd" * 32, request_id="r"),
+        ),
+        ({"RequestId": "r", "Data": {"Digest": "0afb98d97f1a****"}}, outcomes.BadResponse),
+        ({"RequestId": "r", "Data": {"Digest": 42}}, outcomes.BadResponse),
+        ({"RequestId": "r", "Data": ["x"]}, outcomes.BadResponse),
+        ({"RequestId": "r", "Data": None}, outcomes.NotFound),
+        ({"RequestId": "r"}, outcomes.NotFound),
+        ({"RequestId": "r", "Data": {"Digest": ""}}, outcomes.NotFound),
+        (["not", "an", "object"], outcomes.BadResponse),
     ],
 )
 async def test_describe_image_answers(sim: Simulators, client: SasClient, body: Any, expected: Any) -> None:
@@ -555,12 +556,12 @@ async def test_describe_image_sends_the_documented_request() -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ({"RequestId": "r", "ImageInstanceList": "nope"}, BadResponse),
-        ({"RequestId": "r", "ImageInstanceList": [1, 2]}, BadResponse),
-        ({"RequestId": "r", "ImageInstanceList": [], "PageInfo": {"TotalCount": "many"}}, BadResponse),
-        ({"RequestId": "r"}, NotFound),
+        ({"RequestId": "r", "ImageInstanceList": "nope"}, outcomes.BadResponse),
+        ({"RequestId": "r", "ImageInstanceList": [1, 2]}, outcomes.BadResponse),
+        ({"RequestId": "r", "ImageInstanceList": [], "PageInfo": {"TotalCount": "many"}}, outcomes.BadResponse),
+        ({"RequestId": "r"}, outcomes.NotFound),
         # Rows without the fields we match on are skipped, not trusted.
-        ({"RequestId": "r", "ImageInstanceList": [{"RepoNamespace": "shop", "RepoName": "web"}]}, NotFound),
+        ({"RequestId": "r", "ImageInstanceList": [{"RepoNamespace": "shop", "RepoName": "web"}]}, outcomes.NotFound),
         (
             {
                 "RequestId": "r",
@@ -574,7 +575,7 @@ async def test_describe_image_sends_the_documented_request() -> None:
                     }
                 ],
             },
-            Found(WEB_REPOSITORY, request_id="r"),
+            outcomes.Found(WEB_REPOSITORY, request_id="r"),
         ),
     ],
 )
@@ -609,19 +610,19 @@ async def test_criteria_are_the_documented_json() -> None:
 @pytest.mark.parametrize(
     ("status", "body", "headers", "kind", "code"),
     [
-        (400, {"Code": "Throttling.Api", "Message": "m", "RequestId": "r"}, {}, Throttled, "Throttling.Api"),
-        (429, {}, {}, Throttled, None),
-        (400, {"code": "Forbidden.RAM", "message": "m", "requestId": "r"}, {}, Unauthorized, "Forbidden.RAM"),
-        (400, {"Code": "InvalidSecurityToken.Malformed"}, {}, Unauthorized, "InvalidSecurityToken.Malformed"),
-        (403, {"Code": "SomethingNew"}, {}, Unauthorized, "SomethingNew"),
-        (401, None, {}, Unauthorized, None),
-        (502, None, {}, Unavailable, None),
-        (400, {"Code": "ServerError"}, {}, Unavailable, "ServerError"),
-        (400, {"Code": "InvalidParameter"}, {}, BadResponse, "InvalidParameter"),
+        (400, {"Code": "Throttling.Api", "Message": "m", "RequestId": "r"}, {}, outcomes.Throttled, "Throttling.Api"),
+        (429, {}, {}, outcomes.Throttled, None),
+        (400, {"code": "Forbidden.RAM", "message": "m", "requestId": "r"}, {}, outcomes.Unauthorized, "Forbidden.RAM"),
+        (400, {"Code": "InvalidSecurityToken.Malformed"}, {}, outcomes.Unauthorized, "InvalidSecurityToken.Malformed"),
+        (403, {"Code": "SomethingNew"}, {}, outcomes.Unauthorized, "SomethingNew"),
+        (401, None, {}, outcomes.Unauthorized, None),
+        (502, None, {}, outcomes.Unavailable, None),
+        (400, {"Code": "ServerError"}, {}, outcomes.Unavailable, "ServerError"),
+        (400, {"Code": "InvalidParameter"}, {}, outcomes.BadResponse, "InvalidParameter"),
     ],
 )
 def test_classify_error(
-    status: int, body: dict[str, Any] | None, headers: dict[str, str], kind: type[Failure], code: str | None
+    status: int, body: dict[str, Any] | None, headers: dict[str, str], kind: type[outcomes.Failure], code: str | None
 ) -> None:
     response = httpx.Response(status, json=body) if body is not None else httpx.Response(status, text="<html/>")
     failure = classify_error(response, api="DescribeImage")

@@ -30,19 +30,9 @@ from image_gate.clouds.huawei import (
 )
 from image_gate.clouds.quota import Rate
 from image_gate.clouds.retry import RetryPolicy
+from image_gate.core import outcomes
 from image_gate.core.clock import Deadline
 from image_gate.core.images import ImageReference
-from image_gate.core.outcomes import (
-    BadResponse,
-    BaseImage,
-    Found,
-    NotFound,
-    Outcome,
-    Throttled,
-    TimedOut,
-    Unauthorized,
-    Unavailable,
-)
 from image_gate.facts.registries import HssLocation
 from tests.recorder import Recorder
 from tests.tlsutil import TestPki
@@ -102,10 +92,10 @@ def deadline(seconds: float = 5.0) -> Deadline:
 
 async def lookup_base_image(
     client: HssClient, image: ImageReference, location: HssLocation, *, deadline: Deadline
-) -> Outcome[BaseImage]:
+) -> outcomes.Outcome[outcomes.BaseImage]:
     """`HssClient.find_image` then `HssClient.base_image`, within one deadline, as the resolver chains them."""
     found = await client.find_image(image, location, deadline=deadline)
-    if not isinstance(found, Found):
+    if not isinstance(found, outcomes.Found):
         return found
     return await client.base_image(found.value, location, deadline=deadline)
 
@@ -119,13 +109,13 @@ async def test_every_scanned_catalogue_image_resolves_by_tag(make_client: Client
         assert image.huawei is not None
         outcome = await lookup_base_image(client, image.reference, LOCATION, deadline=deadline())
         if image.huawei.base_image is None:
-            assert isinstance(outcome, NotFound), outcome
+            assert isinstance(outcome, outcomes.NotFound), outcome
             assert outcome.detail == (
                 f"HSS has no base image information for {image.reference.namespace}/{image.reference.short_name}"
                 f":{image.reference.tag}; scan status: unscan"
             )
         else:
-            assert outcome == Found(image.huawei.base_image, request_id=outcome.request_id), image.reference
+            assert outcome == outcomes.Found(image.huawei.base_image, request_id=outcome.request_id), image.reference
             assert outcome.request_id
 
 
@@ -137,9 +127,9 @@ async def test_compliant_and_non_compliant_samples(make_client: ClientFactory) -
     centos = await lookup_base_image(
         client, ref("swr.cn-north-4.myhuaweicloud.com/demo/legacy-batch:2.3.0"), LOCATION, deadline=deadline()
     )
-    assert isinstance(ubuntu, Found)
+    assert isinstance(ubuntu, outcomes.Found)
     assert (ubuntu.value.os_name, ubuntu.value.os_version) == ("Ubuntu", "22.04")
-    assert isinstance(centos, Found)
+    assert isinstance(centos, outcomes.Found)
     assert (centos.value.os_name, centos.value.os_version) == ("CentOS Linux", "7.9.2009")
 
 
@@ -151,7 +141,7 @@ async def test_digest_reference_resolves_on_the_digest(make_client: ClientFactor
     found = await client.find_image(
         ref(f"swr.cn-north-4.myhuaweicloud.com/demo/api@{image.digest}"), LOCATION, deadline=deadline()
     )
-    assert isinstance(found, Found)
+    assert isinstance(found, outcomes.Found)
     assert found.value == RegistryImage(
         image_id=image.huawei.image_id,
         digest=image.digest,
@@ -165,7 +155,9 @@ async def test_digest_reference_resolves_on_the_digest(make_client: ClientFactor
     pinned = await lookup_base_image(
         client, ref(f"swr.cn-north-4.myhuaweicloud.com/demo/api:0.0.1@{image.digest}"), LOCATION, deadline=deadline()
     )
-    assert pinned == Found(image.huawei.base_image, request_id=pinned.request_id if isinstance(pinned, Found) else None)
+    assert pinned == outcomes.Found(
+        image.huawei.base_image, request_id=pinned.request_id if isinstance(pinned, outcomes.Found) else None
+    )
 
 
 async def test_loose_server_filters_are_matched_exactly(make_client: ClientFactory) -> None:
@@ -174,13 +166,13 @@ async def test_loose_server_filters_are_matched_exactly(make_client: ClientFacto
     outcome = await client.find_image(
         ref("swr.cn-north-4.myhuaweicloud.com/demo/ap:1.4.2"), LOCATION, deadline=deadline()
     )
-    assert isinstance(outcome, NotFound)
+    assert isinstance(outcome, outcomes.NotFound)
     assert "HSS has not synced this image; sync the registry in HSS" in outcome.detail
     unknown_digest = "sha256:" + "0" * 64
     outcome = await client.find_image(
         ref(f"swr.cn-north-4.myhuaweicloud.com/demo/api@{unknown_digest}"), LOCATION, deadline=deadline()
     )
-    assert isinstance(outcome, NotFound)
+    assert isinstance(outcome, outcomes.NotFound)
     assert unknown_digest in outcome.detail
 
 
@@ -190,13 +182,13 @@ async def test_project_id_is_found_in_iam_once(sim: Simulators, make_client: Cli
         outcome = await lookup_base_image(
             client, ref(f"swr.cn-north-4.myhuaweicloud.com/demo/api:{tag}"), LOCATION, deadline=deadline()
         )
-        assert isinstance(outcome, Found)
+        assert isinstance(outcome, outcomes.Found)
     assert sim.state.faults.calls[API_LIST_PROJECTS] == 1
     # A project in the location, or in the credentials, needs no IAM call at all.
     worker = ref("swr.cn-north-4.myhuaweicloud.com/demo/worker:3.1.0")
-    assert isinstance(await make_client().find_image(worker, PINNED, deadline=deadline()), Found)
+    assert isinstance(await make_client().find_image(worker, PINNED, deadline=deadline()), outcomes.Found)
     with_project = make_client(HuaweiSigner(HuaweiCredentials(ak=AKSK.ak, sk=AKSK.sk, project_id=PROJECT)))
-    assert isinstance(await with_project.find_image(worker, LOCATION, deadline=deadline()), Found)
+    assert isinstance(await with_project.find_image(worker, LOCATION, deadline=deadline()), outcomes.Found)
     assert sim.state.faults.calls[API_LIST_PROJECTS] == 1
 
 
@@ -224,14 +216,14 @@ async def test_pages_are_followed_for_a_tag(pki: TestPki) -> None:
     with _simulators(pki, catalogue) as sim:
         async with HssClient(signer, endpoint=sim.hss_url, verify=pki.ca_file, page_size=1) as client:
             outcome = await client.find_image(app, PINNED, deadline=deadline())
-            assert isinstance(outcome, Found)
+            assert isinstance(outcome, outcomes.Found)
             assert outcome.value.image_name == "app"
             assert sim.state.faults.calls[API_LIST_IMAGES] == 2
         # With too few pages allowed, the answer says so.
         signer = HuaweiSigner(HuaweiCredentials(ak=AKSK.ak, sk=AKSK.sk))
         async with HssClient(signer, endpoint=sim.hss_url, verify=pki.ca_file, page_size=1, max_pages=1) as client:
             outcome = await client.find_image(app, PINNED, deadline=deadline())
-    assert isinstance(outcome, NotFound)
+    assert isinstance(outcome, outcomes.NotFound)
     assert "stopped after 1 pages" in outcome.detail
 
 
@@ -259,26 +251,26 @@ async def test_a_digest_costs_one_call_at_most_and_its_page_answers_the_reposito
 
     # api:1.4.1 is on the second page: not read, and the answer says why.
     outcome = await client.find_image(by_digest(previous.digest), PINNED, deadline=deadline())
-    assert isinstance(outcome, NotFound)
+    assert isinstance(outcome, outcomes.NotFound)
     assert "HSS lists 3 images of demo/api" in outcome.detail
     assert "not among the 1 on the one page read for a digest" in outcome.detail
     assert sim.state.faults.calls[API_LIST_IMAGES] == 1
     # The page answers the repository's other digests, known or not, without a call ...
     found = await client.find_image(by_digest(latest.digest), PINNED, deadline=deadline())
-    assert isinstance(found, Found)
+    assert isinstance(found, outcomes.Found)
     assert found.value.image_version == "1.4.2"
     for index in range(20):
         unknown = await client.find_image(by_digest(f"sha256:{index:064x}"), PINNED, deadline=deadline())
-        assert isinstance(unknown, NotFound)
+        assert isinstance(unknown, outcomes.NotFound)
     assert sim.state.faults.calls[API_LIST_IMAGES] == 1
     # ... until it is listing_ttl old: then one call again.
     clock.now += 30.0
     unknown = await client.find_image(by_digest("sha256:" + "f" * 64), PINNED, deadline=deadline())
-    assert isinstance(unknown, NotFound)
+    assert isinstance(unknown, outcomes.NotFound)
     assert sim.state.faults.calls[API_LIST_IMAGES] == 2
     # With HSS's page of 200, api:1.4.1 is found, in one call.
     found = await make_client().find_image(by_digest(previous.digest), PINNED, deadline=deadline())
-    assert isinstance(found, Found)
+    assert isinstance(found, outcomes.Found)
     assert found.value.image_version == "1.4.1"
     assert sim.state.faults.calls[API_LIST_IMAGES] == 3
 
@@ -291,7 +283,7 @@ API_REF = ref("swr.cn-north-4.myhuaweicloud.com/demo/api:1.4.2")
 async def test_latency_within_the_deadline_is_found(sim: Simulators, make_client: ClientFactory) -> None:
     sim.state.faults.add(Fault(api=API_BASE_IMAGE, kind="latency", seconds=0.4))
     outcome = await lookup_base_image(make_client(), API_REF, PINNED, deadline=deadline(3.0))
-    assert isinstance(outcome, Found)
+    assert isinstance(outcome, outcomes.Found)
 
 
 async def test_timeout_is_timed_out_within_the_deadline(sim: Simulators, make_client: ClientFactory) -> None:
@@ -299,7 +291,7 @@ async def test_timeout_is_timed_out_within_the_deadline(sim: Simulators, make_cl
     started = time.monotonic()
     outcome = await lookup_base_image(make_client(), API_REF, PINNED, deadline=deadline(1.0))
     elapsed = time.monotonic() - started
-    assert isinstance(outcome, TimedOut), outcome
+    assert isinstance(outcome, outcomes.TimedOut), outcome
     assert outcome.api == API_LIST_IMAGES
     assert elapsed < 1.5
 
@@ -308,7 +300,7 @@ async def test_server_error_is_unavailable_after_retries(sim: Simulators, make_c
     sim.state.faults.add(Fault(api=API_LIST_IMAGES, kind="error", status=500))
     recorder = Recorder()
     outcome = await make_client(observer=recorder).find_image(API_REF, PINNED, deadline=deadline())
-    assert isinstance(outcome, Unavailable)
+    assert isinstance(outcome, outcomes.Unavailable)
     assert outcome.code == "SYS.0500"
     assert outcome.request_id
     assert sim.state.faults.calls[API_LIST_IMAGES] == FAST_RETRY.attempts
@@ -318,7 +310,7 @@ async def test_server_error_is_unavailable_after_retries(sim: Simulators, make_c
 async def test_one_server_error_is_retried_away(sim: Simulators, make_client: ClientFactory) -> None:
     sim.state.faults.add(Fault(api=API_BASE_IMAGE, kind="error", status=503, times=1))
     outcome = await lookup_base_image(make_client(), API_REF, PINNED, deadline=deadline())
-    assert isinstance(outcome, Found)
+    assert isinstance(outcome, outcomes.Found)
     assert sim.state.faults.calls[API_BASE_IMAGE] == 2
 
 
@@ -328,13 +320,13 @@ async def test_throttle_is_throttled_with_retry_after_and_holds_the_quota(
     sim.state.faults.add(Fault(api=API_LIST_IMAGES, kind="throttle", retry_after=7, times=1))
     client = make_client()
     outcome = await client.find_image(API_REF, PINNED, deadline=deadline(2.0))
-    assert isinstance(outcome, Throttled)
+    assert isinstance(outcome, outcomes.Throttled)
     assert outcome.retry_after == 7.0
     assert outcome.code == "APIGW.0308"
     assert sim.state.faults.calls[API_LIST_IMAGES] == 1  # 7 s do not fit into 2: not retried
     # The limiter honours the hold: the next lookup is refused without calling.
     again = await client.find_image(API_REF, PINNED, deadline=deadline(2.0))
-    assert isinstance(again, Throttled)
+    assert isinstance(again, outcomes.Throttled)
     assert again.code is None
     assert "client-side quota" in again.detail
     assert sim.state.faults.calls[API_LIST_IMAGES] == 1
@@ -343,7 +335,7 @@ async def test_throttle_is_throttled_with_retry_after_and_holds_the_quota(
 async def test_malformed_is_bad_response_not_retried(sim: Simulators, make_client: ClientFactory) -> None:
     sim.state.faults.add(Fault(api=API_BASE_IMAGE, kind="malformed"))
     outcome = await lookup_base_image(make_client(), API_REF, PINNED, deadline=deadline())
-    assert isinstance(outcome, BadResponse)
+    assert isinstance(outcome, outcomes.BadResponse)
     assert "not a JSON object" in outcome.detail
     assert sim.state.faults.calls[API_BASE_IMAGE] == 1
 
@@ -351,7 +343,7 @@ async def test_malformed_is_bad_response_not_retried(sim: Simulators, make_clien
 async def test_auth_fault_is_unauthorized_not_retried(sim: Simulators, make_client: ClientFactory) -> None:
     sim.state.faults.add(Fault(api=API_LIST_IMAGES, kind="auth"))
     outcome = await make_client().find_image(API_REF, PINNED, deadline=deadline())
-    assert isinstance(outcome, Unauthorized)
+    assert isinstance(outcome, outcomes.Unauthorized)
     assert outcome.code == "APIGW.0301"
     assert sim.state.faults.calls[API_LIST_IMAGES] == 1
 
@@ -362,7 +354,7 @@ async def test_auth_fault_is_unauthorized_not_retried(sim: Simulators, make_clie
 async def test_wrong_secret_is_unauthorized(sim: Simulators, make_client: ClientFactory) -> None:
     client = make_client(HuaweiSigner(HuaweiCredentials(ak=AKSK.ak, sk="not-the-secret")))
     outcome = await client.find_image(API_REF, PINNED, deadline=deadline())
-    assert isinstance(outcome, Unauthorized)
+    assert isinstance(outcome, outcomes.Unauthorized)
     assert outcome.code == "APIGW.0301"
     assert "signature does not match" in outcome.detail
     assert sim.state.faults.calls[API_LIST_IMAGES] == 1
@@ -372,11 +364,11 @@ async def test_wrong_secret_is_unauthorized(sim: Simulators, make_client: Client
 async def test_skewed_clock_is_unauthorized(sim: Simulators, make_client: ClientFactory, shift: float) -> None:
     client = make_client(HuaweiSigner(HuaweiCredentials(ak=AKSK.ak, sk=AKSK.sk), clock=lambda: time.time() + shift))
     outcome = await client.find_image(API_REF, PINNED, deadline=deadline())
-    assert isinstance(outcome, Unauthorized)
+    assert isinstance(outcome, outcomes.Unauthorized)
     assert "Signature expired" in outcome.detail
     # ... and the same seen from the server's side.
     sim.state.clock = lambda: time.time() - shift
-    assert isinstance(await make_client().find_image(API_REF, PINNED, deadline=deadline()), Unauthorized)
+    assert isinstance(await make_client().find_image(API_REF, PINNED, deadline=deadline()), outcomes.Unauthorized)
 
 
 async def test_temporary_credentials_need_their_security_token(make_client: ClientFactory) -> None:
@@ -384,17 +376,17 @@ async def test_temporary_credentials_need_their_security_token(make_client: Clie
     good = make_client(
         HuaweiSigner(HuaweiCredentials(ak=TEMPORARY.ak, sk=TEMPORARY.sk, security_token=TEMPORARY.security_token))
     )
-    assert isinstance(await lookup_base_image(good, API_REF, LOCATION, deadline=deadline()), Found)
+    assert isinstance(await lookup_base_image(good, API_REF, LOCATION, deadline=deadline()), outcomes.Found)
     without = make_client(HuaweiSigner(HuaweiCredentials(ak=TEMPORARY.ak, sk=TEMPORARY.sk)))
-    assert isinstance(await without.find_image(API_REF, PINNED, deadline=deadline()), Unauthorized)
+    assert isinstance(await without.find_image(API_REF, PINNED, deadline=deadline()), outcomes.Unauthorized)
     other = make_client(HuaweiSigner(HuaweiCredentials(ak=TEMPORARY.ak, sk=TEMPORARY.sk, security_token="forged")))
-    assert isinstance(await other.find_image(API_REF, PINNED, deadline=deadline()), Unauthorized)
+    assert isinstance(await other.find_image(API_REF, PINNED, deadline=deadline()), outcomes.Unauthorized)
 
 
 async def test_unknown_access_key_is_unauthorized(make_client: ClientFactory) -> None:
     client = make_client(HuaweiSigner(HuaweiCredentials(ak="NOSUCHAKNOSUCHAK0000", sk=AKSK.sk)))
     outcome = await client.find_image(API_REF, LOCATION, deadline=deadline())
-    assert isinstance(outcome, Unauthorized)
+    assert isinstance(outcome, outcomes.Unauthorized)
     assert outcome.api == API_LIST_PROJECTS
 
 
@@ -406,12 +398,12 @@ async def test_pod_identity_credentials_work_end_to_end(
     provider = PodIdentityCredentials(f"{sim.hss_url}/pod-identity/credentials", token_file, verify=pki.ca_file)
     client = make_client(HuaweiSigner(provider))
     outcome = await lookup_base_image(client, API_REF, LOCATION, deadline=deadline())
-    assert isinstance(outcome, Found)
+    assert isinstance(outcome, outcomes.Found)
     assert sim.state.faults.calls["PodIdentityCredentials"] == 1
     token_file.write_text("invalid-token", encoding="utf-8")
     refused = PodIdentityCredentials(f"{sim.hss_url}/pod-identity/credentials", token_file, verify=pki.ca_file)
     outcome = await make_client(HuaweiSigner(refused)).find_image(API_REF, PINNED, deadline=deadline())
-    assert isinstance(outcome, Unauthorized)
+    assert isinstance(outcome, outcomes.Unauthorized)
     assert "HTTP 401" in outcome.detail
 
 
@@ -420,7 +412,7 @@ async def test_iam_token_auth_and_one_refresh_on_401(sim: Simulators, make_clien
         IamPassword(IAM_USER.name, IAM_USER.password, IAM_USER.domain), iam_endpoint=sim.hss_url, verify=pki.ca_file
     )
     client = make_client(auth)
-    assert isinstance(await lookup_base_image(client, API_REF, LOCATION, deadline=deadline()), Found)
+    assert isinstance(await lookup_base_image(client, API_REF, LOCATION, deadline=deadline()), outcomes.Found)
     assert sim.state.faults.calls["KeystoneCreateUserTokenByPassword"] == 1
     async with httpx.AsyncClient(verify=pki.client_context()) as control:
         revoked = await control.delete(f"{sim.hss_url}/_sim/hss/iam/tokens")
@@ -428,7 +420,7 @@ async def test_iam_token_auth_and_one_refresh_on_401(sim: Simulators, make_clien
     outcome = await lookup_base_image(
         client, ref("swr.cn-north-4.myhuaweicloud.com/demo/worker:3.1.0"), LOCATION, deadline=deadline()
     )
-    assert isinstance(outcome, Found)
+    assert isinstance(outcome, outcomes.Found)
     assert sim.state.faults.calls["KeystoneCreateUserTokenByPassword"] == 2  # refreshed once, on the first 401
     assert auth.refreshes("cn-north-4") == 2
 
@@ -438,14 +430,14 @@ async def test_iam_wrong_password_is_unauthorized(sim: Simulators, make_client: 
         IamPassword(IAM_USER.name, "wrong-password", IAM_USER.domain), iam_endpoint=sim.hss_url, verify=pki.ca_file
     )
     outcome = await make_client(auth).find_image(API_REF, PINNED, deadline=deadline())
-    assert isinstance(outcome, Unauthorized)
+    assert isinstance(outcome, outcomes.Unauthorized)
     assert "HTTP 401" in outcome.detail
     assert "wrong-password" not in outcome.message
 
 
 async def test_tls_is_verified(sim: Simulators, make_client: ClientFactory) -> None:
     outcome = await make_client(verify=True).find_image(API_REF, PINNED, deadline=deadline())
-    assert isinstance(outcome, Unavailable)
+    assert isinstance(outcome, outcomes.Unavailable)
     assert "CERTIFICATE_VERIFY_FAILED" in outcome.detail
 
 
@@ -456,9 +448,9 @@ async def test_a_quota_that_cannot_fit_the_deadline_is_throttled_without_calling
     sim: Simulators, make_client: ClientFactory
 ) -> None:
     client = make_client(rate=Rate(1, 60.0))
-    assert isinstance(await client.find_image(API_REF, PINNED, deadline=deadline()), Found)
+    assert isinstance(await client.find_image(API_REF, PINNED, deadline=deadline()), outcomes.Found)
     outcome = await client.find_image(API_REF, PINNED, deadline=deadline(2.0))
-    assert isinstance(outcome, Throttled)
+    assert isinstance(outcome, outcomes.Throttled)
     assert outcome.retry_after is not None
     assert outcome.retry_after > 58
     assert sim.state.faults.calls[API_LIST_IMAGES] == 1
@@ -500,10 +492,12 @@ async def test_a_burst_of_50_lookups_stays_within_the_servers_quota(pki: TestPki
             results = await asyncio.gather(*(lookup(image.reference) for image in catalogue.huawei_images()))
             elapsed = time.monotonic() - started
         calls = sim.state.faults.snapshot()
-    outcomes = [outcome for outcome, _ in results]
-    assert all(isinstance(outcome, Found) for outcome in outcomes), [o for o in outcomes if not isinstance(o, Found)]
-    assert [o.value for o in outcomes if isinstance(o, Found)] == [
-        BaseImage("Debian GNU/Linux", str(10 + index % 3), "") for index in range(50)
+    answers = [outcome for outcome, _ in results]
+    assert all(isinstance(outcome, outcomes.Found) for outcome in answers), [
+        o for o in answers if not isinstance(o, outcomes.Found)
+    ]
+    assert [o.value for o in answers if isinstance(o, outcomes.Found)] == [
+        outcomes.BaseImage("Debian GNU/Linux", str(10 + index % 3), "") for index in range(50)
     ]
     # Exactly one call per lookup and API: no 429 was answered (a 429 would have been retried, and counted).
     # The client counts each call in its window until its answer came, the latest HSS can have counted it:
@@ -529,11 +523,11 @@ async def test_a_call_that_reaches_hss_late_still_counts_in_the_clients_window(p
         sim.state.faults.add(Fault(api=API_LIST_IMAGES, kind="latency", seconds=0.6, times=1))
         signer = HuaweiSigner(HuaweiCredentials(ak=AKSK.ak, sk=AKSK.sk))
         async with HssClient(signer, endpoint=sim.hss_url, verify=pki.ca_file, rate=rate) as client:
-            outcomes = await asyncio.gather(
+            answers = await asyncio.gather(
                 *(client.find_image(i.reference, PINNED, deadline=deadline(10.0)) for i in catalogue.huawei_images())
             )
         calls = sim.state.faults.snapshot()
-    assert all(isinstance(outcome, Found) for outcome in outcomes), outcomes
+    assert all(isinstance(outcome, outcomes.Found) for outcome in answers), answers
     assert calls[API_LIST_IMAGES] == 4, "a 429 was answered (and retried)"
 
 
@@ -569,7 +563,7 @@ async def test_no_credential_in_logs_errors_or_reprs(
         for image in (API_REF, ref("swr.cn-north-4.myhuaweicloud.com/demo/nope:1")):
             outcome = await lookup_base_image(client, image, LOCATION, deadline=deadline())
             texts.extend([repr(outcome), str(outcome)])
-            if not isinstance(outcome, Found | NotFound):
+            if not isinstance(outcome, outcomes.Found | outcomes.NotFound):
                 texts.append(outcome.message)
 
     minted = await pod.credentials()
@@ -585,10 +579,10 @@ async def test_no_credential_in_logs_errors_or_reprs(
 @pytest.mark.parametrize(
     ("status", "expected", "code"),
     [
-        (400, BadResponse, "HSS.0001"),
-        (403, Unauthorized, "HSS.0013"),
-        (404, NotFound, None),
-        (502, Unavailable, "APIGW.0202"),
+        (400, outcomes.BadResponse, "HSS.0001"),
+        (403, outcomes.Unauthorized, "HSS.0013"),
+        (404, outcomes.NotFound, None),
+        (502, outcomes.Unavailable, "APIGW.0202"),
     ],
 )
 async def test_error_codes_map_to_outcomes(

@@ -7,24 +7,15 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from image_gate.core.outcomes import (
-    BadResponse,
-    Found,
-    NotFound,
-    Outcome,
-    Throttled,
-    TimedOut,
-    Unauthorized,
-    Unavailable,
-)
+from image_gate.core import outcomes
 from image_gate.facts.breaker import BreakerSettings, BreakerState, CircuitBreaker
 
 API = "ListRegistryImages"
-DOWN = Unavailable(cloud="huawei", api=API, detail="503 Service Unavailable")
-SLOW = TimedOut(cloud="huawei", api=API, detail="read timeout")
-BUSY = Throttled(cloud="huawei", api=API, detail="429", retry_after=10)
-DENIED = Unauthorized(cloud="huawei", api=API, detail="APIGW.0301")
-UP = Found("image")
+DOWN = outcomes.Unavailable(cloud="huawei", api=API, detail="503 Service Unavailable")
+SLOW = outcomes.TimedOut(cloud="huawei", api=API, detail="read timeout")
+BUSY = outcomes.Throttled(cloud="huawei", api=API, detail="429", retry_after=10)
+DENIED = outcomes.Unauthorized(cloud="huawei", api=API, detail="APIGW.0301")
+UP = outcomes.Found("image")
 
 
 class Clock:
@@ -41,8 +32,8 @@ class Service:
     def __init__(self) -> None:
         self.calls = 0
 
-    def answering(self, outcome: Outcome[str]) -> Callable[[], Awaitable[Outcome[str]]]:
-        async def attempt() -> Outcome[str]:
+    def answering(self, outcome: outcomes.Outcome[str]) -> Callable[[], Awaitable[outcomes.Outcome[str]]]:
+        async def attempt() -> outcomes.Outcome[str]:
             self.calls += 1
             return outcome
 
@@ -94,14 +85,14 @@ async def test_opens_after_n_consecutive_unavailable_or_timed_out(breaker: Circu
 
 async def test_an_answer_resets_the_count(breaker: CircuitBreaker) -> None:
     service = Service()
-    for outcome in (DOWN, DOWN, NotFound("no such image"), DOWN, DOWN):
+    for outcome in (DOWN, DOWN, outcomes.NotFound("no such image"), DOWN, DOWN):
         await breaker.call(API, service.answering(outcome))
     assert breaker.state is BreakerState.CLOSED
 
 
-@pytest.mark.parametrize("answer", [DENIED, BadResponse(cloud="huawei", api=API, detail="not JSON")])
+@pytest.mark.parametrize("answer", [DENIED, outcomes.BadResponse(cloud="huawei", api=API, detail="not JSON")])
 async def test_failures_that_prove_the_service_answered_do_not_trip(
-    breaker: CircuitBreaker, answer: Outcome[str]
+    breaker: CircuitBreaker, answer: outcomes.Outcome[str]
 ) -> None:
     service = Service()
     for _ in range(10):
@@ -131,7 +122,7 @@ async def test_an_open_circuit_fails_fast_without_calling(
     await trip(breaker, service)
     clock.now += 10
     outcome = await breaker.call("ListImageBasicImage", service.answering(UP))
-    assert isinstance(outcome, Unavailable)
+    assert isinstance(outcome, outcomes.Unavailable)
     assert outcome.cloud == "huawei"
     assert outcome.api == "ListImageBasicImage"
     assert outcome.detail.startswith("circuit open after 3 consecutive failures, retrying in 20s")
@@ -150,7 +141,7 @@ async def test_half_open_lets_one_probe_through_and_closes_on_success(
 
     gate = asyncio.Event()
 
-    async def slow_probe() -> Outcome[str]:
+    async def slow_probe() -> outcomes.Outcome[str]:
         service.calls += 1
         await gate.wait()
         return UP
@@ -158,7 +149,7 @@ async def test_half_open_lets_one_probe_through_and_closes_on_success(
     probe = asyncio.create_task(breaker.call(API, slow_probe))
     await asyncio.sleep(0)
     meanwhile = await breaker.call(API, service.answering(UP))
-    assert isinstance(meanwhile, Unavailable)
+    assert isinstance(meanwhile, outcomes.Unavailable)
     assert "a probe is in flight" in meanwhile.detail
     assert service.calls == 4
 
@@ -176,7 +167,7 @@ async def test_a_failed_probe_opens_the_circuit_for_another_cool_down(breaker: C
     assert await breaker.call(API, service.answering(SLOW)) == SLOW
     assert breaker.state is BreakerState.OPEN
     clock.now += 29
-    assert isinstance(await breaker.call(API, service.answering(UP)), Unavailable)
+    assert isinstance(await breaker.call(API, service.answering(UP)), outcomes.Unavailable)
     clock.now += 1
     assert await breaker.call(API, service.answering(UP)) == UP
     assert breaker.state is BreakerState.CLOSED
@@ -198,7 +189,7 @@ async def test_a_cancelled_probe_releases_the_probe_slot(breaker: CircuitBreaker
     await trip(breaker, service)
     clock.now += 30
 
-    async def hanging() -> Outcome[str]:
+    async def hanging() -> outcomes.Outcome[str]:
         await asyncio.Event().wait()
         return UP
 
@@ -212,7 +203,7 @@ async def test_a_cancelled_probe_releases_the_probe_slot(breaker: CircuitBreaker
 
 
 async def test_a_raising_attempt_is_not_counted(breaker: CircuitBreaker) -> None:
-    async def broken() -> Outcome[str]:
+    async def broken() -> outcomes.Outcome[str]:
         raise RuntimeError("bug")
 
     for _ in range(5):
