@@ -10,24 +10,16 @@ decide admissions, and the outcomes of cloud lookups. The cloud clients live in
 
 from importlib.metadata import PackageNotFoundError, version
 
+from image_gate.core import outcomes
 from image_gate.core.admission import Admission, Review
 from image_gate.core.evaluate import Decision, Subject, decide, plan
 from image_gate.core.findings import Finding
 from image_gate.core.imagefacts import ImageFacts, StaleFact
 from image_gate.core.images import ImageReference, InvalidImageReference
-from image_gate.core.outcomes import (
-    BadResponse,
-    BaseImage,
-    Failure,
-    Found,
-    NotApplicable,
-    NotFound,
-    Outcome,
-    Throttled,
-    TimedOut,
-    Unauthorized,
-    Unavailable,
-)
+
+# Every outcome type, re-exported as the module lists it (as asyncio re-exports its submodules):
+# one list to keep, here and in image_gate.core.outcomes.
+from image_gate.core.outcomes import *  # noqa: F403
 from image_gate.core.policy import CompiledPolicy, PolicyError, compile_policy
 from image_gate.core.workloads import Container, containers_of
 
@@ -38,31 +30,21 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 
 __all__ = [
     "Admission",
-    "BadResponse",
-    "BaseImage",
     "CompiledPolicy",
     "Container",
     "Decision",
-    "Failure",
     "Finding",
-    "Found",
     "ImageFacts",
     "ImageReference",
     "InvalidImageReference",
-    "NotApplicable",
-    "NotFound",
-    "Outcome",
     "PolicyError",
     "Review",
     "StaleFact",
     "Subject",
-    "Throttled",
-    "TimedOut",
-    "Unauthorized",
-    "Unavailable",
     "__version__",
     "compile_policy",
     "containers_of",
     "decide",
     "plan",
+    *outcomes.__all__,
 ]
