@@ -6,27 +6,8 @@ from typing import Any
 
 import pytest
 
-from image_gate.core import messages
+from image_gate.core import findings, messages
 from image_gate.core.evaluate import Decision, Subject, decide, plan
-from image_gate.core.findings import (
-    AllowedDigests,
-    AllowedOS,
-    ApprovedLayers,
-    BaseLayer,
-    Digest,
-    ExpectedValue,
-    Finding,
-    FoundValue,
-    InvalidReference,
-    NotOS,
-    OperatingSystem,
-    PinnedDigest,
-    PinnedReference,
-    RegistryDigest,
-    Tag,
-    Unresolved,
-    ValidReference,
-)
 from image_gate.core.imagefacts import ImageFacts as Facts
 from image_gate.core.imagefacts import StaleFact
 from image_gate.core.images import ImageReference
@@ -46,7 +27,7 @@ def subject(*images: str, namespace: str = "shop", labels: dict[str, str] | None
     return Subject("Pod", "web", namespace, labels or {}, containers)
 
 
-def words(finding: Finding) -> tuple[str, str]:
+def words(finding: findings.Finding) -> tuple[str, str]:
     """What the finding found and expected, as the messages word them."""
     expected = messages.describe_expected(finding.expected) if finding.expected is not None else ""
     return messages.describe_found(finding.found), expected
@@ -74,12 +55,12 @@ def test_allowed_os_passes() -> None:
 def test_denied_os_is_a_violation_with_found_and_expected() -> None:
     decision = run(OS_POLICY, ["app:1"], {"app:1": Facts(base_image=Found(CENTOS))})
     assert not decision.allowed
-    centos = OperatingSystem("CentOS Linux", "7.9.2009")
+    centos = findings.OperatingSystem("CentOS Linux", "7.9.2009")
     policy = compile_policy("p", OS_POLICY)
     assert policy.base_image is not None
     assert [(f.rule, f.problem, f.found, f.expected) for f in decision.denials] == [
-        ("baseImage.allowedOS", "violation", centos, AllowedOS(policy.base_image.allowed_os)),
-        ("baseImage.deniedOS", "violation", centos, NotOS(policy.base_image.denied_os[0])),
+        ("baseImage.allowedOS", "violation", centos, findings.AllowedOS(policy.base_image.allowed_os)),
+        ("baseImage.deniedOS", "violation", centos, findings.NotOS(policy.base_image.denied_os[0])),
     ]
     assert [words(f) for f in decision.denials] == [
         ("CentOS Linux 7.9.2009", "ubuntu >=22.04"),
@@ -130,7 +111,7 @@ def test_unresolved_base_image_follows_mode_and_on_unresolved(
     assert (finding.rule, finding.problem, finding.found, finding.expected) == (
         "baseImage",
         "unresolved",
-        Unresolved("base image", outcome),
+        findings.Unresolved("base image", outcome),
         None,
     )
     assert words(finding) == (found, "")
@@ -164,8 +145,8 @@ def test_allowed_layer_digests() -> None:
     assert run(spec, ["app:1"], {"app:1": Facts(base_image=Found(UBUNTU))}).allowed
     [finding] = run(spec, ["app:1"], {"app:1": Facts(base_image=Found(CENTOS))}).denials
     assert (finding.found, finding.expected) == (
-        BaseLayer(B, OperatingSystem("CentOS Linux", "7.9.2009")),
-        ApprovedLayers(frozenset({A})),
+        findings.BaseLayer(B, findings.OperatingSystem("CentOS Linux", "7.9.2009")),
+        findings.ApprovedLayers(frozenset({A})),
     )
     assert words(finding) == (f"base layer {B} (CentOS Linux 7.9.2009)", "one of 1 approved base layers")
 
@@ -174,7 +155,11 @@ def test_require_pinned() -> None:
     spec = {"digest": {"requirePinned": True}}
     assert run(spec, [f"app:1@{A}"]).allowed
     [finding] = run(spec, ["app:1"]).denials
-    assert (finding.rule, finding.found, finding.expected) == ("digest.requirePinned", Tag("1"), PinnedReference())
+    assert (finding.rule, finding.found, finding.expected) == (
+        "digest.requirePinned",
+        findings.Tag("1"),
+        findings.PinnedReference(),
+    )
     assert words(finding) == ("tag 1", "a reference by digest (@sha256:...)")
 
 
@@ -183,13 +168,13 @@ def test_match_registry_compares_pinned_with_the_registry() -> None:
     pinned = f"app:1@{A}"
     assert run(spec, [pinned], {pinned: Facts(registry_digest=Found(A))}).allowed
     [finding] = run(spec, [pinned], {pinned: Facts(registry_digest=Found(B))}).denials
-    assert (finding.found, finding.expected) == (PinnedDigest(A), RegistryDigest(B, "1"))
+    assert (finding.found, finding.expected) == (findings.PinnedDigest(A), findings.RegistryDigest(B, "1"))
     assert words(finding) == (f"pinned {A}", f"{B}, the registry's digest for tag 1")
     [unresolved] = run(spec, [pinned], {pinned: Facts(registry_digest=NotFound(detail="gone"))}).denials
     assert (unresolved.rule, unresolved.problem, unresolved.found) == (
         "digest.matchRegistry",
         "unresolved",
-        Unresolved("registry digest", NotFound(detail="gone")),
+        findings.Unresolved("registry digest", NotFound(detail="gone")),
     )
     assert words(unresolved) == ("gone", "")
     assert run(spec, ["app:1"]).allowed, "an unpinned tag has nothing to compare"
@@ -202,13 +187,16 @@ def test_allowed_digests_use_the_pinned_or_the_registry_digest() -> None:
     assert not run(spec, [f"app@{B}"]).allowed
     assert run(spec, ["app:1"], {"app:1": Facts(registry_digest=Found(A))}).allowed
     [finding] = run(spec, ["app:1"], {"app:1": Facts(registry_digest=Found(B))}).denials
-    assert (finding.found, finding.expected) == (Digest(B, "registry"), AllowedDigests(frozenset({A})))
+    assert (finding.found, finding.expected) == (
+        findings.Digest(B, "registry"),
+        findings.AllowedDigests(frozenset({A})),
+    )
     assert words(finding) == (B, "one of 1 allowed digests")
     [pinned] = run(spec, [f"app@{B}"]).denials
-    assert (pinned.found, words(pinned)) == (Digest(B, "pinned"), (B, "one of 1 allowed digests"))
+    assert (pinned.found, words(pinned)) == (findings.Digest(B, "pinned"), (B, "one of 1 allowed digests"))
     [unresolved] = run(spec, ["app:1"], {"app:1": Facts(registry_digest=TIMEOUT)}).denials
     assert unresolved.problem == "unresolved"
-    assert unresolved.found == Unresolved("registry digest", TIMEOUT)
+    assert unresolved.found == findings.Unresolved("registry digest", TIMEOUT)
 
 
 def test_invalid_image_is_denied_by_every_policy_covering_the_namespace() -> None:
@@ -216,8 +204,8 @@ def test_invalid_image_is_denied_by_every_policy_covering_the_namespace() -> Non
     [finding] = decision.denials
     assert (finding.rule, finding.found, finding.expected) == (
         "image",
-        InvalidReference("the image contains whitespace"),
-        ValidReference(),
+        findings.InvalidReference("the image contains whitespace"),
+        findings.ValidReference(),
     )
     assert words(finding) == ("the image contains whitespace", "a valid image reference")
 
@@ -347,5 +335,5 @@ def test_the_stale_warning_names_the_image_the_source_its_age_and_why(fact: Any,
 
 
 def test_messages_word_every_kind_of_value() -> None:
-    assert set(typing.get_args(FoundValue)) == set(messages._FOUND_WORDS)
-    assert set(typing.get_args(ExpectedValue)) == set(messages._EXPECTED_WORDS)
+    assert set(typing.get_args(findings.FoundValue)) == set(messages._FOUND_WORDS)
+    assert set(typing.get_args(findings.ExpectedValue)) == set(messages._EXPECTED_WORDS)

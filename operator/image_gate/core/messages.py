@@ -13,25 +13,8 @@ import heapq
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from image_gate.core.findings import (
-    AllowedDigests,
-    AllowedOS,
-    ApprovedLayers,
-    BaseLayer,
-    Digest,
-    ExpectedValue,
-    Finding,
-    FoundValue,
-    InvalidReference,
-    NotOS,
-    OperatingSystem,
-    PinnedDigest,
-    PinnedReference,
-    RegistryDigest,
-    Tag,
-    Unresolved,
-    ValidReference,
-)
+from image_gate.core import findings
+from image_gate.core.findings import BaseLayer, ExpectedValue, Finding, FoundValue, OperatingSystem, Unresolved
 from image_gate.core.imagefacts import FactName, StaleFact
 from image_gate.core.images import ImageReference
 from image_gate.core.outcomes import Failure, Found, NotApplicable, NotFound, Outcome
@@ -92,22 +75,22 @@ def _unresolved(found: Unresolved) -> str:
 # One entry per value type (a test holds them to the unions in `findings`); a dict rather than
 # a chain of isinstance checks, because every warning and every line of a denial words two values.
 _FOUND_WORDS: dict[type[object], Callable[[Any], str]] = {
-    OperatingSystem: _os,
-    BaseLayer: _base_layer,
-    Tag: lambda found: f"tag {found.tag}",
-    Digest: lambda found: str(found.digest),
-    PinnedDigest: lambda found: f"pinned {found.digest}",
-    InvalidReference: lambda found: str(found.reason),
-    Unresolved: _unresolved,
+    findings.OperatingSystem: _os,
+    findings.BaseLayer: _base_layer,
+    findings.Tag: lambda found: f"tag {found.tag}",
+    findings.Digest: lambda found: str(found.digest),
+    findings.PinnedDigest: lambda found: f"pinned {found.digest}",
+    findings.InvalidReference: lambda found: str(found.reason),
+    findings.Unresolved: _unresolved,
 }
 _EXPECTED_WORDS: dict[type[object], Callable[[Any], str]] = {
-    AllowedOS: lambda expected: one_of(expected.rules),
-    NotOS: lambda expected: f"not {expected.rule}",
-    ApprovedLayers: lambda expected: f"one of {len(expected.digests)} approved base layers",
-    PinnedReference: lambda expected: "a reference by digest (@sha256:...)",
-    AllowedDigests: lambda expected: f"one of {len(expected.digests)} allowed digests",
-    RegistryDigest: lambda expected: f"{expected.digest}, the registry's digest for tag {expected.tag}",
-    ValidReference: lambda expected: "a valid image reference",
+    findings.AllowedOS: lambda expected: one_of(expected.rules),
+    findings.NotOS: lambda expected: f"not {expected.rule}",
+    findings.ApprovedLayers: lambda expected: f"one of {len(expected.digests)} approved base layers",
+    findings.PinnedReference: lambda expected: "a reference by digest (@sha256:...)",
+    findings.AllowedDigests: lambda expected: f"one of {len(expected.digests)} allowed digests",
+    findings.RegistryDigest: lambda expected: f"{expected.digest}, the registry's digest for tag {expected.tag}",
+    findings.ValidReference: lambda expected: "a valid image reference",
 }
 
 
