@@ -58,7 +58,7 @@ POD_IMAGES = (
 """Allowed by all three example policies; warn-unpinned (the namespace opts in) warns of both SWR tags."""
 WEBHOOK_TIMEOUT = 5.0
 """The chart's ``webhook.timeoutSeconds``: an answer later than this never reaches the API server."""
-TARGETS = ("aiohttp no-op", "kopf no-op", "image-gate")
+REVIEW_LOGGER = "image_gate.admission"
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +254,20 @@ def ratios(runs: list[Run], workers: int) -> None:
         )
 
 
+def log_summary(lines: list[str]) -> str:
+    """How many lines, and whose: the review lines (one per review judged) and any other logger's."""
+    loggers: dict[str, int] = {}
+    for line in lines:
+        try:
+            name = str(json.loads(line).get("logger"))
+        except ValueError:
+            name = "(not JSON)"
+        loggers[name] = loggers.get(name, 0) + 1
+    reviews = loggers.pop(REVIEW_LOGGER, 0)
+    others = ", ".join(f"{name} {count:,}" for name, count in sorted(loggers.items())) or "none"
+    return f"{len(lines):,} lines: {reviews:,} review lines ({REVIEW_LOGGER}), other lines: {others}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 s per attack, 10,000 facts")
@@ -285,17 +299,16 @@ def main() -> None:
             f"{duration:g} s per run; one 3-container Pod review, the 3 example policies, every fact cached"
         )
         log = work / "image-gate.log"
-        lines_before = log.read_text(errors="replace").count("\n")
+        logged_before = len(log.read_text(errors="replace").splitlines())
+        rss_idle = {server.name: rss_mib(server.process.pid) for server in started}
         runs = drive(started, pki.ca_file, work, duration, args.workers)
-        lines = log.read_text(errors="replace").count("\n") - lines_before
+        logged = log.read_text(errors="replace").splitlines()[logged_before:]
         ratios(runs, args.workers)
-        reviews = sum(run.result.ok for run in runs if run.target == "image-gate")
+        print(f"image-gate's log at INFO during the load: {log_summary(logged)}")
         print(
-            f"image-gate's log at INFO: {lines:,} lines for {reviews:,} reviews answered "
-            f"({lines / max(reviews, 1):.2f} each)"
-        )
-        print(
-            "RSS after the load: "
+            "RSS warm, before the load: "
+            + ", ".join(f"{name} {rss:.0f} MiB" for name, rss in rss_idle.items())
+            + "; after it (every connection vegeta opened still held): "
             + ", ".join(f"{server.name} {rss_mib(server.process.pid):.0f} MiB" for server in started)
         )
         figure = json.loads(held)
