@@ -2,6 +2,7 @@
 
 import pytest
 
+from image_gate.core import policy as policy_module
 from image_gate.core.images import ImageReference
 from image_gate.core.policy import PolicyError, compile_policy
 
@@ -127,3 +128,25 @@ def test_image_globs_see_canonical_hosts() -> None:
     assert policy.covers_image(ImageReference.parse("Swr.Cn-North-4.MyHuaweiCloud.com:443/org/app:1"))
     assert not policy.covers_image(ImageReference.parse("SWR.cn-north-4.myhuaweicloud.com/tools/x:1"))
     assert [glob.text for glob in policy.images] == ["SWR.*.MyHuaweiCloud.com/**"]
+
+
+def test_covers_image_answers_from_memory_and_forgets_past_its_bound() -> None:
+
+    compiled = compile_policy(
+        "swr-only",
+        {
+            "match": {"images": ["swr.*.myhuaweicloud.com/**"], "excludeImages": ["**/legacy-*"]},
+            "digest": {"requirePinned": True},
+        },
+    )
+    swr = ImageReference.parse("SWR.cn-north-4.myhuaweicloud.com:443/team/app:1")
+    legacy = ImageReference.parse("swr.cn-north-4.myhuaweicloud.com/team/legacy-batch:2")
+    hub = ImageReference.parse("nginx:1.27")
+    for _ in range(2):  # the second round is answered from the memo, and must agree
+        assert compiled.covers_image(swr) is True
+        assert compiled.covers_image(legacy) is False
+        assert compiled.covers_image(hub) is False
+    for n in range(policy_module._COVERED_MAX + 10):  # images nobody runs twice cost no memory past the bound
+        compiled.covers_image(ImageReference.parse(f"swr.cn-north-4.myhuaweicloud.com/team/app-{n}:1"))
+    assert len(compiled._covered) <= policy_module._COVERED_MAX
+    assert compiled.covers_image(swr) is True
