@@ -8,46 +8,16 @@ Alibaba Cloud: the Security Center (SAS) client that answers an ACR image's regi
   `configured` says whether the environment sets any of them.
 """
 
-from image_gate.clouds.aliyun.client import (
-    API_DESCRIBE_IMAGE,
-    API_DESCRIBE_IMAGE_INSTANCES,
-    CLOUD,
-    DEFAULT_RATE,
-    SAS_API_VERSION,
-    SAS_ENDPOINTS,
-    AcrRepository,
-    SasClient,
-)
-from image_gate.clouds.aliyun.credentials import (
-    AliyunCredential,
-    AliyunCredentialsProvider,
-    CredentialsError,
-    CredentialsUnavailable,
-    RrsaCredentials,
-    StaticCredentials,
-    configured,
-    fingerprint,
-    from_environment,
-)
+from image_gate.clouds.aliyun import client, credentials
+
+# The client and credentials modules are public whole: their own __all__ lists say what
+# they export, once (the star imports bind exactly those names).
+from image_gate.clouds.aliyun.client import *  # noqa: F403
+from image_gate.clouds.aliyun.credentials import *  # noqa: F403
 from image_gate.clouds.aliyun.signer import AliyunSigner
 
 __all__ = [
-    "API_DESCRIBE_IMAGE",
-    "API_DESCRIBE_IMAGE_INSTANCES",
-    "CLOUD",
-    "DEFAULT_RATE",
-    "SAS_API_VERSION",
-    "SAS_ENDPOINTS",
-    "AcrRepository",
-    "AliyunCredential",
-    "AliyunCredentialsProvider",
+    *client.__all__,
+    *credentials.__all__,
     "AliyunSigner",
-    "CredentialsError",
-    "CredentialsUnavailable",
-    "RrsaCredentials",
-    "SasClient",
-    "StaticCredentials",
-    "configured",
-    "fingerprint",
-    "from_environment",
 ]
