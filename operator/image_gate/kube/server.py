@@ -94,7 +94,11 @@ class ReviewServer:
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=self.shutdown_timeout)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.address, self.port, ssl_context=self.ssl_context, reuse_address=True)
+            # reuse_port (as kopf's server does): connections a previous process closed can linger
+            # in FIN_WAIT2 for a minute, and a quick restart would otherwise fail to bind.
+            site = web.TCPSite(
+                runner, self.address, self.port, ssl_context=self.ssl_context, reuse_address=True, reuse_port=True
+            )
             await site.start()
             self.port = runner.addresses[0][1]  # the real one when asked for port 0
             scheme = "https" if self.ssl_context else "http"
