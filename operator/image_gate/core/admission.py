@@ -90,11 +90,16 @@ class Review:
         return [{"image": str(image), **fact.as_dict()} for image, facts in self.stale.items() for fact in facts]
 
 
-SECONDS_PER_JUDGEMENT = 150e-6
+SECONDS_PER_JUDGEMENT = 200e-6
 """What judging one (container, policy) pair and wording its findings costs, generously: measured at
-10-90 us on a 2-core machine under a load of 5-8 (a 5,000-container pod under 5 policies: 25,000 pairs,
-50,000 findings). A pod of a few containers keeps back about a millisecond.
-The reserve is capped at two thirds of the deadline, so the lookups of even the largest pod get a third."""
+10-200 us on a 2-core machine under a load of 5-8, inside a test process of a whole suite (a
+5,000-container pod under 3-5 policies: 15,000-25,000 pairs, two findings each). A pod of a few
+containers keeps back a few milliseconds. The reserve is capped at two thirds of the deadline, so
+the lookups of even the largest pod get a third."""
+JUDGING_PER_PLANNING = 3.0
+"""Judging takes 2-10 times as long as planning did (both walk every container and policy); planning's
+measured time is how a starved CPU shows up before the lookups start, so the reserve is at least this
+multiple of it."""
 CONCURRENT_LOOKUPS = 128
 """Lookups of one review running at once; see `Admission._resolve`."""
 
@@ -117,15 +122,17 @@ class Admission:
         started = self._clock()
         deadline = Deadline(at=started + self._deadline, clock=self._clock)
         the_plan = plan(subject, policies)
-        facts = await self._resolve(the_plan, Deadline(at=deadline.at - self._reserve(the_plan), clock=self._clock))
+        reserve = self._reserve(the_plan, planning=self._clock() - started)
+        facts = await self._resolve(the_plan, Deadline(at=deadline.at - reserve, clock=self._clock))
         decision = decide(the_plan, facts)
         stale = {image: known.stale for image, known in facts.items() if known.stale}
         return Review(subject=subject, plan=the_plan, decision=decision, seconds=self._clock() - started, stale=stale)
 
-    def _reserve(self, the_plan: Plan) -> float:
+    def _reserve(self, the_plan: Plan, *, planning: float) -> float:
         """The time kept back from the lookups for judging and wording; at most two thirds of the deadline."""
         judgements = sum(len(planned.policies) for planned in the_plan.containers)
-        return min(self._deadline * 2 / 3, judgements * SECONDS_PER_JUDGEMENT)
+        estimate = max(judgements * SECONDS_PER_JUDGEMENT, planning * JUDGING_PER_PLANNING)
+        return min(self._deadline * 2 / 3, estimate)
 
     async def _resolve(self, the_plan: Plan, deadline: Deadline) -> Mapping[ImageReference, ImageFacts]:
         """The facts the plan needs, as far as they are known at ``deadline``.
