@@ -115,11 +115,12 @@ class Failure:
         """One line for whoever creates a pod (denials, warnings, Events): no cloud identity in it."""
         return self._line(self.detail if self.public_detail is None else self.public_detail)
 
-    def _line(self, detail: str) -> str:
+    def _line(self, detail: str, *, request_id: bool = True) -> str:
+        """``cloud api: kind: detail (code ...) (request id ...)``; without the request id when the detail has it."""
         text = f"{self.cloud} {self.api}: {self.kind}: {detail}"
         if self.code:
             text += f" (code {self.code})"
-        if self.request_id:
+        if request_id and self.request_id:
             text += f" (request id {self.request_id})"
         return text
 
@@ -142,10 +143,7 @@ class Unauthorized(Failure):
             why = f"the cloud refused image-gate's credentials (request id {self.request_id}; see image-gate's log)"
         else:
             why = "image-gate has no usable credentials for this cloud (see image-gate's log)"
-        text = f"{self.cloud} {self.api}: {self.kind}: {why}"
-        if self.code:
-            text += f" (code {self.code})"
-        return text
+        return self._line(why, request_id=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
