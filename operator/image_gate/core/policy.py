@@ -189,12 +189,20 @@ def compile_policy(name: str, spec: object, *, generation: int | None = None) ->
     )
 
 
-def _base_image_rules(value: object, problems: list[str]) -> BaseImageRules | None:
+def _section(value: object, where: str, fields: Iterable[str], problems: list[str]) -> Mapping[str, Any] | None:
+    """An optional section of the spec: None when absent, else its fields, the unknown ones reported."""
     if value is None:
         return None
-    where = "spec.baseImage"
     rules = _mapping(value, where, problems)
-    _unknown_fields(rules, _BASE_IMAGE_FIELDS, where, problems)
+    _unknown_fields(rules, fields, where, problems)
+    return rules
+
+
+def _base_image_rules(value: object, problems: list[str]) -> BaseImageRules | None:
+    where = "spec.baseImage"
+    rules = _section(value, where, _BASE_IMAGE_FIELDS, problems)
+    if rules is None:
+        return None
     allowed = _os_rules(rules.get("allowedOS"), f"{where}.allowedOS", problems)
     denied = _os_rules(rules.get("deniedOS"), f"{where}.deniedOS", problems)
     layers = _digests(rules.get("allowedLayerDigests"), f"{where}.allowedLayerDigests", problems)
@@ -204,11 +212,10 @@ def _base_image_rules(value: object, problems: list[str]) -> BaseImageRules | No
 
 
 def _digest_rules(value: object, problems: list[str]) -> DigestRules | None:
-    if value is None:
-        return None
     where = "spec.digest"
-    rules = _mapping(value, where, problems)
-    _unknown_fields(rules, _DIGEST_FIELDS, where, problems)
+    rules = _section(value, where, _DIGEST_FIELDS, problems)
+    if rules is None:
+        return None
     flags = {}
     for key in ("requirePinned", "matchRegistry"):
         flag = rules.get(key, False)
