@@ -225,21 +225,20 @@ async def test_stale_if_error_within_max_stale(time: FakeTime, recorder: Recorde
     assert len(upstream.calls) == 3
 
 
-async def test_beyond_max_stale_the_failure_is_the_answer(time: FakeTime) -> None:
-    cache = make_cache(time, max_stale=3600)
-    upstream = Upstream()
+@pytest.mark.parametrize(
+    ("options", "first", "expired_after"),
+    [
+        pytest.param({"max_stale": 3600}, Found("v1"), 3_600, id="beyond max_stale"),
+        pytest.param({}, NotFound("no such image"), 31, id="a stale not-found is never answered"),
+    ],
+)
+async def test_the_failure_is_the_answer_when_no_stale_answer_may_stand_in(
+    time: FakeTime, options: dict[str, Any], first: Outcome[str], expired_after: float
+) -> None:
+    cache = make_cache(time, **options)
+    upstream = Upstream(outcome=first)
     await cache.get("k", upstream.fetch, deadline=time.deadline(3))
-    await time.advance(3_600)
-    outage = Unavailable(cloud="huawei", api="ListRegistryImages", detail="503")
-    upstream.outcome = outage
-    assert await cache.get("k", upstream.fetch, deadline=time.deadline(3)) == Answer(outage)
-
-
-async def test_a_stale_not_found_is_never_answered(time: FakeTime) -> None:
-    cache = make_cache(time)
-    upstream = Upstream(outcome=NotFound("no such image"))
-    await cache.get("k", upstream.fetch, deadline=time.deadline(3))
-    await time.advance(31)
+    await time.advance(expired_after)
     outage = Unavailable(cloud="huawei", api="ListRegistryImages", detail="503")
     upstream.outcome = outage
     assert await cache.get("k", upstream.fetch, deadline=time.deadline(3)) == Answer(outage)
