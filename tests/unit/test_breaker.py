@@ -67,10 +67,13 @@ def breaker(clock: Clock, states: States) -> CircuitBreaker:
     return CircuitBreaker("huawei", BreakerSettings(failure_threshold=3, cool_down=30), clock=clock, observer=states)
 
 
-async def trip(breaker: CircuitBreaker, service: Service) -> None:
+async def trip(breaker: CircuitBreaker) -> Service:
+    """Open the circuit with as many failures in a row as it takes; the service that failed them."""
+    service = Service()
     for _ in range(breaker.settings.failure_threshold):
         await breaker.call(API, service.answering(DOWN))
     assert breaker.state is BreakerState.OPEN
+    return service
 
 
 async def test_opens_after_n_consecutive_unavailable_or_timed_out(breaker: CircuitBreaker) -> None:
@@ -118,8 +121,7 @@ async def test_throttling_neither_trips_nor_resets(breaker: CircuitBreaker) -> N
 async def test_an_open_circuit_fails_fast_without_calling(
     breaker: CircuitBreaker, clock: Clock, states: States
 ) -> None:
-    service = Service()
-    await trip(breaker, service)
+    service = await trip(breaker)
     clock.now += 10
     outcome = await breaker.call("ListImageBasicImage", service.answering(UP))
     assert isinstance(outcome, outcomes.Unavailable)
@@ -134,8 +136,7 @@ async def test_an_open_circuit_fails_fast_without_calling(
 async def test_half_open_lets_one_probe_through_and_closes_on_success(
     breaker: CircuitBreaker, clock: Clock, states: States
 ) -> None:
-    service = Service()
-    await trip(breaker, service)
+    service = await trip(breaker)
     clock.now += 30
     assert breaker.state is BreakerState.HALF_OPEN
 
@@ -161,8 +162,7 @@ async def test_half_open_lets_one_probe_through_and_closes_on_success(
 
 
 async def test_a_failed_probe_opens_the_circuit_for_another_cool_down(breaker: CircuitBreaker, clock: Clock) -> None:
-    service = Service()
-    await trip(breaker, service)
+    service = await trip(breaker)
     clock.now += 30
     assert await breaker.call(API, service.answering(SLOW)) == SLOW
     assert breaker.state is BreakerState.OPEN
@@ -175,8 +175,7 @@ async def test_a_failed_probe_opens_the_circuit_for_another_cool_down(breaker: C
 
 
 async def test_a_throttled_probe_lets_the_next_call_probe(breaker: CircuitBreaker, clock: Clock) -> None:
-    service = Service()
-    await trip(breaker, service)
+    service = await trip(breaker)
     clock.now += 30
     assert await breaker.call(API, service.answering(BUSY)) == BUSY
     assert breaker.state is BreakerState.HALF_OPEN
@@ -185,8 +184,7 @@ async def test_a_throttled_probe_lets_the_next_call_probe(breaker: CircuitBreake
 
 
 async def test_a_cancelled_probe_releases_the_probe_slot(breaker: CircuitBreaker, clock: Clock) -> None:
-    service = Service()
-    await trip(breaker, service)
+    service = await trip(breaker)
     clock.now += 30
 
     async def hanging() -> outcomes.Outcome[str]:
