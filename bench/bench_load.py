@@ -194,7 +194,9 @@ class Run:
     """image-gate's CPU seconds during the run (0 for the references)."""
 
 
-def drive(servers: list[Server], ca_file: Path, work: Path, duration: float, workers: int) -> list[Run]:
+def drive(
+    servers: list[Server], ca_file: Path, work: Path, duration: float, workers: int, connections: int
+) -> list[Run]:
     body = json.dumps(admission_review()).encode()
     levels: list[tuple[str, int | None]] = [("300 rps", 300), ("600 rps", 600), ("1,000 rps", 1000)]
     levels.append((f"saturated, {workers} conns", None))
@@ -210,17 +212,20 @@ def drive(servers: list[Server], ca_file: Path, work: Path, duration: float, wor
                 duration=duration,
                 rate=rate,
                 workers=workers,
+                connections=connections,
                 deadline=WEBHOOK_TIMEOUT,
             )
             runs.append(Run(level, server.name, result, cpu_seconds(server.process.pid) - before))
-            print(f"  {level:<22} {server.name:<14} {summary(result)}", flush=True)
+            print(f"  {level:<22} {server.name:<14} {summary(result, rate, duration)}", flush=True)
             time.sleep(1)  # let a queue left by the last run drain before the next target's
     return runs
 
 
-def summary(result: Result) -> str:
+def summary(result: Result, rate: int | None, duration: float) -> str:
     errors = ", ".join(f"{count} {reason[-60:]}" for reason, count in sorted(result.errors.items())) or "none"
+    sent = f"sent {result.sent:,}" + (f" of {rate * duration:,.0f}" if rate else "")
     return (
+        f"{sent:<17} "
         f"p50 {result.percentile(0.5) * 1000:8.1f} ms  p99 {result.percentile(0.99) * 1000:8.1f} ms  "
         f"max {max(result.latencies, default=0) * 1000:8.1f} ms  delivered {result.delivered:7,.0f}/s  "
         f"late (>{WEBHOOK_TIMEOUT:g}s) {result.late}  errors: {errors}"
@@ -273,6 +278,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 s per attack, 10,000 facts")
     parser.add_argument("--duration", type=float, help="seconds per attack (default 8, --quick 2)")
     parser.add_argument("--workers", type=int, default=16, help="connections when saturated (default 16)")
+    parser.add_argument(
+        "--connections", type=int, default=100, help="most connections in the open-loop runs (default 100)"
+    )
     parser.add_argument("--facts", type=int, help="facts held for the memory figure (default 100,000)")
     args = parser.parse_args()
     duration = args.duration or (2.0 if args.quick else 8.0)
@@ -296,12 +304,13 @@ def main() -> None:
         held, _ = memory.communicate()
         print(
             f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at the start; vegeta, keep-alive TLS, "
-            f"{duration:g} s per run; one 3-container Pod review, the 3 example policies, every fact cached"
+            f"{duration:g} s per run (open loop: at most {args.connections} connections); "
+            "one 3-container Pod review, the 3 example policies, every fact cached"
         )
         log = work / "image-gate.log"
         logged_before = len(log.read_text(errors="replace").splitlines())
         rss_idle = {server.name: rss_mib(server.process.pid) for server in started}
-        runs = drive(started, pki.ca_file, work, duration, args.workers)
+        runs = drive(started, pki.ca_file, work, duration, args.workers, args.connections)
         logged = log.read_text(errors="replace").splitlines()[logged_before:]
         ratios(runs, args.workers)
         print(f"image-gate's log at INFO during the load: {log_summary(logged)}")

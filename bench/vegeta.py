@@ -13,6 +13,7 @@ import base64
 import csv
 import io
 import json
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,9 @@ from pathlib import Path
 from harness.binaries import BUILD_COMMAND, BinariesMissingError, bin_dir
 
 __all__ = ["Result", "attack", "vegeta_binary"]
+
+_ADDRESSES = re.compile(r"[\w.:\[\]]+:\d+->[\w.:\[\]]+:\d+:?|\"[^\"]*\"")
+"""The connection's addresses and the URL in vegeta's error texts, so that one kind of error counts once."""
 
 
 def vegeta_binary() -> Path:
@@ -64,9 +68,11 @@ def attack(
     duration: float,
     rate: int | None,
     workers: int,
+    connections: int,
     deadline: float,
 ) -> Result:
-    """``rate`` requests a second for ``duration`` (open loop), or ``workers`` connections flat out when None."""
+    """``rate`` requests a second for ``duration`` (open loop, at most ``connections``), or ``workers``
+    connections flat out when ``rate`` is None."""
     vegeta = vegeta_binary()
     target = {
         "method": "POST",
@@ -77,11 +83,15 @@ def attack(
     targets = work / "targets.json"
     targets.write_text(json.dumps(target) + "\n")
     results = work / "results.bin"
-    # Open loop: as many workers (connections) as the rate needs, never a cap that would slow the offer
-    # down to what the server delivers; saturated: exactly ``workers``.
-    pace = [f"-rate={rate}/1s", f"-workers={workers}"] if rate else ["-rate=0", f"-workers={workers}"]
-    if rate is None:
-        pace.append(f"-max-workers={workers}")
+    # Open loop: new workers (each its own connection) while the ones open are busy, up to
+    # ``connections``; past that the offer waits, and `Result.sent` falls short of rate x duration.
+    # Without a cap, one slow second on a loaded machine opens hundreds of connections whose TLS
+    # handshakes cost more than the reviews, and every server, even the aiohttp no-op, collapses.
+    # Saturated: exactly ``workers`` connections, each sending its next review at once.
+    if rate:
+        pace = [f"-rate={rate}/1s", f"-workers={workers}", f"-max-workers={connections}"]
+    else:
+        pace = ["-rate=0", f"-workers={workers}", f"-max-workers={workers}"]
     subprocess.run(
         [
             str(vegeta),
@@ -119,7 +129,7 @@ def _read(encoded: str, deadline: float) -> Result:
         if code == 200:
             ok += 1
         else:
-            reason = row[5] or f"HTTP {code}"
+            reason = " ".join(_ADDRESSES.sub("", row[5]).split()).removeprefix("Post : ") or f"HTTP {code}"
             errors[reason] = errors.get(reason, 0) + 1
     wall = (last - first) if first is not None and last is not None else 0.0
     return Result(sent=len(latencies), ok=ok, errors=errors, latencies=latencies, wall=wall, late=late)
