@@ -74,6 +74,16 @@ def isolated_namespace(kube: Kube) -> Iterator[str]:
     kube.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
 
 
+@pytest.fixture
+def centos_denied(policies: PolicyFactory, isolated_namespace: str) -> str:
+    """An isolated namespace whose policy refuses CentOS, so that a judged pod is seen to be judged."""
+    namespace = isolated_namespace
+    policies.apply(
+        scoped_policy(f"deny-centos-{namespace}", namespace, {"baseImage": {"deniedOS": [{"name": "CentOS"}]}})
+    )
+    return namespace
+
+
 def webhook_for(kube: Kube, gate: ImageGate, namespace: str, failure_policy: str) -> dict[str, Any]:
     """The chart's webhook configuration for ``gate``, selecting only ``namespace``."""
     configuration = render_webhook_configuration(
@@ -102,13 +112,8 @@ def stop_and_wait_closed(gate: ImageGate) -> None:
     wait_for(refused, what=f"port {gate.port} to close")
 
 
-def test_fail_refuses_pods_while_image_gate_is_down(
-    kube: Kube, running_gate: ImageGate, policies: PolicyFactory, isolated_namespace: str
-) -> None:
-    namespace = isolated_namespace
-    policies.apply(
-        scoped_policy(f"deny-centos-{namespace}", namespace, {"baseImage": {"deniedOS": [{"name": "CentOS"}]}})
-    )
+def test_fail_refuses_pods_while_image_gate_is_down(kube: Kube, running_gate: ImageGate, centos_denied: str) -> None:
+    namespace = centos_denied
     with applied(kube, webhook_for(kube, running_gate, namespace, "Fail")):
         up = kube.kubectl("run", "before", f"--image={UBUNTU_IMAGE}", "--namespace", namespace)
         assert up.stdout == "pod/before created\n", "judged and admitted while image-gate answers"
@@ -126,12 +131,9 @@ def test_fail_refuses_pods_while_image_gate_is_down(
 
 
 def test_ignore_admits_pods_unchecked_while_image_gate_is_down(
-    kube: Kube, running_gate: ImageGate, policies: PolicyFactory, isolated_namespace: str
+    kube: Kube, running_gate: ImageGate, centos_denied: str
 ) -> None:
-    namespace = isolated_namespace
-    policies.apply(
-        scoped_policy(f"deny-centos-{namespace}", namespace, {"baseImage": {"deniedOS": [{"name": "CentOS"}]}})
-    )
+    namespace = centos_denied
     with applied(kube, webhook_for(kube, running_gate, namespace, "Ignore")):
         judged = kube.kubectl("run", "before", f"--image={CENTOS_IMAGE}", "--namespace", namespace, check=False)
         assert judged.returncode == 1, "while image-gate answers, Ignore changes nothing: CentOS is refused"
