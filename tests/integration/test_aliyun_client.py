@@ -37,6 +37,7 @@ from image_gate.core.clock import Deadline
 from image_gate.core.images import ImageReference
 from image_gate.facts.registries import AcrLocation, RegistryMapping
 from tests.recorder import Recorder
+from tests.rrsa import PROVIDER_ARN, ROLE_ARN, rrsa_provider
 from tests.tlsutil import TestPki
 
 KEY_ID = "LTAI5tCloudsimDemoKey01"
@@ -44,8 +45,6 @@ SECRET = "cloudsim-demo-aliyun-secret-01"
 STS_KEY_ID = "STS.NTCloudsimDemoSts01"
 STS_SECRET = "cloudsim-demo-aliyun-sts-secret-01"
 STS_TOKEN = "CAISCloudsimDemoSecurityToken01"
-ROLE_ARN = "acs:ram::1234567890123456:role/image-gate"
-PROVIDER_ARN = "acs:ram::1234567890123456:oidc-provider/ack-rrsa-c0ffee"
 OIDC_TOKEN = "header.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6aW1hZ2UtZ2F0ZTppbWFnZS1nYXRlIn0.signature"
 WEB = "demo-registry.cn-hangzhou.cr.aliyuncs.com/shop/web:2.0"
 FAST_RETRIES = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
@@ -72,18 +71,6 @@ def clean(sim: Simulators) -> Iterator[None]:
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
-
-
-def rrsa_provider(sim: Simulators, pki: TestPki, token_file: Path, **options: Any) -> RrsaCredentials:
-    """RRSA credentials from cloudsim's STS, with the demo role."""
-    return RrsaCredentials(
-        role_arn=ROLE_ARN,
-        oidc_provider_arn=PROVIDER_ARN,
-        token_file=token_file,
-        sts_endpoint=sim.sas_url,
-        verify=pki.ca_file,
-        **options,
-    )
 
 
 def make_client(sim: Simulators, pki: TestPki, credentials: Any = None, **options: Any) -> SasClient:

@@ -22,7 +22,7 @@ import pytest
 
 from cloudsim.catalogue import Catalogue
 from cloudsim.server import SimState, Simulators
-from image_gate.clouds.aliyun import AliyunCredential, AliyunSigner, RrsaCredentials, SasClient
+from image_gate.clouds.aliyun import AliyunCredential, AliyunSigner, SasClient
 from image_gate.clouds.aliyun import StaticCredentials as AliyunStatic
 from image_gate.clouds.huawei import (
     HssClient,
@@ -40,6 +40,7 @@ from image_gate.core.clock import Deadline
 from image_gate.core.images import ImageReference
 from image_gate.core.locations import AcrLocation, HssLocation
 from image_gate.core.outcomes import Failure, Found
+from tests.rrsa import rrsa_provider
 from tests.tlsutil import TestPki
 
 
@@ -59,8 +60,6 @@ STS_KEY_ID, STS_SECRET, STS_TOKEN = secret("sts-key-id", 24), secret("sts-secret
 OIDC_TOKEN = secret("oidc-token", 200)
 WRONG = secret("a-wrong-secret")
 PROJECT = "0123456789abcdef0123456789abcdef"
-ROLE_ARN = "acs:ram::1234567890123456:role/image-gate"
-PROVIDER_ARN = "acs:ram::1234567890123456:oidc-provider/ack-rrsa-c0ffee"
 
 KEY_IDS = (HUAWEI_AK, TEMP_AK, ALIYUN_KEY_ID, STS_KEY_ID)
 SECRETS: tuple[str, ...] = (
@@ -166,13 +165,18 @@ def test_the_secrets_are_what_the_check_assumes() -> None:
         assert_no_piece_of_a_secret(f"... {HUAWEI_SK[10:14]} ...")
 
 
+def token_files(folder: Path, token: str) -> tuple[Path, Path]:
+    """A projected token file the credential service accepts, and one holding a token it refuses."""
+    accepted, refused = folder / "token", folder / "refused-token"
+    accepted.write_text(token, encoding="utf-8")
+    refused.write_text("invalid" + token, encoding="utf-8")
+    return accepted, refused
+
+
 async def test_huawei_objects_and_calls_carry_no_piece_of_a_secret(
     sim: Simulators, pki: TestPki, tmp_path: Path, everything_at_debug: pytest.LogCaptureFixture
 ) -> None:
-    token_file = tmp_path / "pod-token"
-    token_file.write_text(POD_TOKEN, encoding="utf-8")
-    refused_file = tmp_path / "refused-token"
-    refused_file.write_text("invalid" + POD_TOKEN, encoding="utf-8")
+    token_file, refused_file = token_files(tmp_path, POD_TOKEN)
     permanent = HuaweiCredentials(ak=HUAWEI_AK, sk=HUAWEI_SK, project_id=PROJECT)
     temporary = HuaweiCredentials(ak=TEMP_AK, sk=TEMP_SK, security_token=TEMP_TOKEN, expires_at=2e9, source="env")
     wrong = HuaweiCredentials(ak=HUAWEI_AK, sk=WRONG + HUAWEI_SK)
@@ -228,24 +232,11 @@ async def test_huawei_objects_and_calls_carry_no_piece_of_a_secret(
 async def test_aliyun_objects_and_calls_carry_no_piece_of_a_secret(
     sim: Simulators, pki: TestPki, tmp_path: Path, everything_at_debug: pytest.LogCaptureFixture
 ) -> None:
-    token_file = tmp_path / "oidc-token"
-    token_file.write_text(OIDC_TOKEN, encoding="utf-8")
-    refused_file = tmp_path / "refused-token"
-    refused_file.write_text("invalid" + OIDC_TOKEN, encoding="utf-8")
+    token_file, refused_file = token_files(tmp_path, OIDC_TOKEN)
     permanent = AliyunCredential(ALIYUN_KEY_ID, ALIYUN_SECRET)
     sts = AliyunCredential(STS_KEY_ID, STS_SECRET, STS_TOKEN, expires_at=2e9)
     wrong = AliyunCredential(ALIYUN_KEY_ID, WRONG + HUAWEI_SK)
-
-    def rrsa(path: Path) -> RrsaCredentials:
-        return RrsaCredentials(
-            role_arn=ROLE_ARN,
-            oidc_provider_arn=PROVIDER_ARN,
-            token_file=path,
-            sts_endpoint=sim.sas_url,
-            verify=pki.ca_file,
-        )
-
-    role, refused_role = rrsa(token_file), rrsa(refused_file)
+    role, refused_role = rrsa_provider(sim, pki, token_file), rrsa_provider(sim, pki, refused_file)
     objects: list[object] = [permanent, sts, AliyunStatic(sts, source="environment (STS token)"), role]
     texts: list[str] = []
     for credentials in (AliyunStatic(permanent), AliyunStatic(sts), AliyunStatic(wrong), role, refused_role):

@@ -35,9 +35,8 @@ from image_gate.clouds.aliyun import (
 )
 from image_gate.clouds.aliyun.credentials import sts_endpoint
 from image_gate.clouds.credentials import mask
+from tests.rrsa import PROVIDER_ARN, ROLE_ARN
 
-ROLE_ARN = "acs:ram::1234567890123456:role/image-gate"
-PROVIDER_ARN = "acs:ram::1234567890123456:oidc-provider/ack-rrsa-c0ffee"
 START = 1_800_000_000.0
 
 
