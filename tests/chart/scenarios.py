@@ -40,6 +40,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
         "networkPolicy": {"enabled": True},
     },
+    "autoscaling": {"autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 10}},
     "spread-priority-hard-affinity": {
         "podAntiAffinity": "hard",
         "priorityClassName": "system-cluster-critical",
