@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -48,6 +48,8 @@ __all__ = [
     "HuaweiRegistry",
     "RegistryMapping",
 ]
+
+R = TypeVar("R")
 
 HSS_IMAGE_TYPES = ("private_image", "shared_image", "instance_image", "cicd", "harbor")
 
@@ -136,22 +138,8 @@ class RegistryMapping:
         huawei = reader.mapping(root.get("huawei", {}), "huawei", allowed={"endpoint", "registries"})
         aliyun = reader.mapping(root.get("aliyun", {}), "aliyun", allowed={"endpoint", "site", "registries"})
 
-        huawei_registries = (
-            tuple(
-                _read_huawei_registry(reader, item, f"huawei.registries[{index}]")
-                for index, item in enumerate(reader.sequence(huawei.get("registries"), "huawei.registries"))
-            )
-            if "registries" in huawei
-            else DEFAULT_HUAWEI_REGISTRIES
-        )
-        aliyun_registries = (
-            tuple(
-                _read_aliyun_registry(reader, item, f"aliyun.registries[{index}]")
-                for index, item in enumerate(reader.sequence(aliyun.get("registries"), "aliyun.registries"))
-            )
-            if "registries" in aliyun
-            else DEFAULT_ALIYUN_REGISTRIES
-        )
+        huawei_registries = _read_registries(reader, huawei, "huawei", _read_huawei_registry, DEFAULT_HUAWEI_REGISTRIES)
+        aliyun_registries = _read_registries(reader, aliyun, "aliyun", _read_aliyun_registry, DEFAULT_ALIYUN_REGISTRIES)
 
         site = reader.string(aliyun.get("site"), "aliyun.site") or "china"
         if site not in ("china", "international"):
@@ -232,6 +220,20 @@ def _region_from_host(host: str, patterns: Sequence[re.Pattern[str]]) -> str | N
         if match:
             return match.group("region")
     return None
+
+
+def _read_registries(
+    reader: _Reader,
+    section: Mapping[str, Any],
+    cloud: str,
+    read_one: Callable[[_Reader, object, str], R],
+    default: tuple[R, ...],
+) -> tuple[R, ...]:
+    """A cloud's ``registries`` list, each entry read by ``read_one``; the default when the key is absent."""
+    if "registries" not in section:
+        return default
+    items = reader.sequence(section.get("registries"), f"{cloud}.registries")
+    return tuple(read_one(reader, item, f"{cloud}.registries[{index}]") for index, item in enumerate(items))
 
 
 def _read_huawei_registry(reader: _Reader, item: object, where: str) -> HuaweiRegistry:
