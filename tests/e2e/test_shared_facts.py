@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from harness import ControlPlane
 
 from cloudsim.catalogue import Catalogue
@@ -189,6 +193,34 @@ def test_both_replicas_cost_one_call_per_image_per_api(
     assert ("swr.cn-north-4.myhuaweicloud.com/demo/api:1.4.2", "Found") in states
     print(f"\n{len(FIRST_IMAGES)} images on 2 replicas: admitted by both in {seconds:.1f}s, HSS calls {calls}")
     print(kube.kubectl("get", "igf").stdout)
+
+
+def test_check_from_the_cluster_sees_what_admission_sees(
+    replicas: list[ImageGate], control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """No cloud credentials at all: only the cluster's ImageFacts can answer."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "imagegate.io/v1alpha1",
+                "kind": "ImageGatePolicy",
+                "metadata": {"name": "known-base-os"},
+                "spec": {
+                    "match": {"images": [f"{SWR}/**"]},
+                    "baseImage": {"deniedOS": [{"name": "Windows"}]},
+                    "onUnresolved": "Deny",
+                },
+            }
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("IMAGE_GATE_", "HUAWEICLOUD_", "ALIBABA_"))}
+    env |= control_plane.env()
+    check = [str(Path(sys.executable).with_name("image-gate")), "check", FIRST_IMAGES[0], "--policy", str(policy)]
+    from_cluster = subprocess.run([*check, "--from-cluster"], env=env, capture_output=True, text=True, timeout=60)
+    assert from_cluster.returncode == 0, from_cluster.stdout + from_cluster.stderr
+    alone = subprocess.run(check, env=env, capture_output=True, text=True, timeout=60)
+    assert alone.returncode == 1, "without the cluster's facts and without credentials it cannot know"
 
 
 @pytest.mark.usefixtures("os_policy")
