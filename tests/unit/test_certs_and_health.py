@@ -18,6 +18,16 @@ from image_gate.kube.readiness import Readiness
 from tests.faketime import FakeTime
 
 
+async def first_answer(client: httpx.AsyncClient, url: str) -> httpx.Response:
+    """The server's first answer: it starts as a task, so the first tries may find nothing listening yet."""
+    for _ in range(100):
+        try:
+            return await client.get(url)
+        except httpx.ConnectError:
+            await asyncio.sleep(0.02)
+    raise AssertionError(f"nothing answered at {url}")
+
+
 def test_a_development_certificate_names_its_hosts_and_keeps_the_key_private(tmp_path: Path) -> None:
     cert = generate_development_certificate(tmp_path / "certs", ["127.0.0.1", "image-gate.example"])
     parsed = x509.load_pem_x509_certificate(cert.cert_file.read_bytes())
@@ -42,12 +52,7 @@ async def test_health_server_reports_readiness_serves_metrics_and_follows_rotati
     try:
         url = f"https://127.0.0.1:{port}"
         async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(first.ca_file))) as client:
-            for _ in range(100):
-                try:
-                    response = await client.get(f"{url}/healthz")
-                    break
-                except httpx.ConnectError:
-                    await asyncio.sleep(0.02)
+            response = await first_answer(client, f"{url}/healthz")
             assert (response.status_code, response.text) == (200, "ok\n")
             not_ready = await client.get(f"{url}/readyz")
             assert (not_ready.status_code, not_ready.text) == (
@@ -130,12 +135,7 @@ async def test_readyz_serves_the_breaker_detail(tmp_path: Path) -> None:
     )
     try:
         async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(cert.ca_file))) as client:
-            for _ in range(100):
-                try:
-                    response = await client.get(f"https://127.0.0.1:{port}/readyz")
-                    break
-                except httpx.ConnectError:
-                    await asyncio.sleep(0.02)
+            response = await first_answer(client, f"https://127.0.0.1:{port}/readyz")
         assert (response.status_code, response.text) == (
             200,
             "ready\nhuawei circuit breaker: open\naliyun circuit breaker: closed\n",
