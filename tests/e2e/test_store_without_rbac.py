@@ -1,0 +1,169 @@
+"""The ImageFact store unwritable: image-gate's service account may read ImageFacts but not write them.
+
+image-gate runs as a service account whose ClusterRole lacks the ImageFact writes (as after an RBAC
+mistake, or a policy engine that removed them). It must still admit what it can resolve, through
+its in-process cache and its own cloud calls, and say that it is degraded (log line and metric).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from harness import ControlPlane
+
+from cloudsim.catalogue import Catalogue
+from tests.e2e.imagegate import (
+    CHART_DIR,
+    IMAGE_GATE_NAMESPACE,
+    CloudSim,
+    ImageGate,
+    Kube,
+    PolicyFactory,
+    admission_review,
+    new_image_gate,
+    pod_manifest,
+    scoped_policy,
+)
+
+FACT_CRD_FILE = CHART_DIR / "crds" / "imagegate.io_imagefacts.yaml"
+FACT_CRD_NAME = "imagefacts.imagegate.io"
+ACCOUNT = "image-gate-read-only-facts"
+IMAGE = "swr.cn-north-4.myhuaweicloud.com/demo/worker:3.1.0"
+
+
+def rbac_without_fact_writes() -> list[dict[str, Any]]:
+    rules = [
+        {"apiGroups": ["imagegate.io"], "resources": ["imagegatepolicies"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["imagegate.io"], "resources": ["imagegatepolicies/status"], "verbs": ["patch"]},
+        {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+        # Read, but neither create nor patch: the store cannot be written.
+        {"apiGroups": ["imagegate.io"], "resources": ["imagefacts"], "verbs": ["get", "list", "watch"]},
+    ]
+    subject = [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": IMAGE_GATE_NAMESPACE}]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": ACCOUNT, "namespace": IMAGE_GATE_NAMESPACE},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": ACCOUNT},
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": ACCOUNT},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": ACCOUNT},
+            "subjects": subject,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": ACCOUNT, "namespace": IMAGE_GATE_NAMESPACE},
+            "rules": [
+                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": ACCOUNT, "namespace": IMAGE_GATE_NAMESPACE},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": ACCOUNT},
+            "subjects": subject,
+        },
+    ]
+
+
+@pytest.fixture(scope="module")
+def read_only_gate(
+    control_plane: ControlPlane,
+    kube: Kube,
+    crd: dict[str, Any],
+    cloudsim: CloudSim,
+    catalogue: Catalogue,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ImageGate]:
+    kube.kubectl("apply", "--server-side", "-f", str(FACT_CRD_FILE))
+    kube.kubectl("wait", "--for=condition=Established", f"crd/{FACT_CRD_NAME}", "--timeout=60s")
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": IMAGE_GATE_NAMESPACE}})
+    kube.kubectl("delete", "lease", "image-gate", "-n", IMAGE_GATE_NAMESPACE, "--ignore-not-found", check=False)
+    rbac = rbac_without_fact_writes()
+    kube.apply(rbac)
+    workdir = tmp_path_factory.mktemp("read-only-facts")
+    token = kube.kubectl("create", "token", ACCOUNT, "-n", IMAGE_GATE_NAMESPACE, "--duration=1h").stdout.strip()
+    kubeconfig = workdir / "sa.kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "cp",
+                        "cluster": {
+                            "server": control_plane.server_url,
+                            "certificate-authority": str(control_plane.ca_path),
+                        },
+                    }
+                ],
+                "users": [{"name": "sa", "user": {"token": token}}],
+                "contexts": [{"name": "sa", "context": {"cluster": "cp", "user": "sa"}}],
+                "current-context": "sa",
+            }
+        )
+    )
+    gate = new_image_gate(workdir, control_plane, cloudsim, catalogue)
+    gate.process.env["KUBECONFIG"] = str(kubeconfig)
+    try:
+        gate.start()
+        yield gate
+    finally:
+        gate.stop()
+        kube.kubectl("delete", "clusterrolebinding,clusterrole", ACCOUNT, "--ignore-not-found", check=False)
+        kube.kubectl("delete", "crd", FACT_CRD_NAME, "--ignore-not-found", "--timeout=60s", check=False)
+
+
+@pytest.fixture
+def policy_namespace(kube: Kube, namespace: str) -> Iterator[str]:
+    factory = PolicyFactory(kube)
+    spec = {
+        "mode": "Enforce",
+        "match": {"images": ["swr.*.myhuaweicloud.com/**"]},
+        "baseImage": {"deniedOS": [{"name": "Windows"}]},
+        "onUnresolved": "Deny",
+    }
+    factory.apply(scoped_policy(f"read-only-{namespace}", namespace, spec), wait=False)
+    try:
+        yield namespace
+    finally:
+        factory.delete_all()
+
+
+def degraded_total(gate: ImageGate) -> float:
+    for line in gate.health("/metrics").text.splitlines():
+        if line.startswith("image_gate_fact_store_degraded_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def test_admission_works_when_the_store_cannot_be_written(read_only_gate: ImageGate, policy_namespace: str) -> None:
+    log = Path(read_only_gate.workdir) / "image-gate.log"
+    answers = []
+    for _ in range(20):  # the policy reaches the index within a moment; then the image is resolved in-process
+        pod = pod_manifest(f"p-{uuid.uuid4().hex[:8]}", policy_namespace, IMAGE)
+        answers.append(read_only_gate.review("pods", admission_review(pod)))
+        if answers[-1]["allowed"] and degraded_total(read_only_gate) >= 1:
+            break
+    assert answers[-1]["allowed"], answers[-1]
+    assert degraded_total(read_only_gate) >= 1
+    assert "fact store degraded" in log.read_text(), read_only_gate.describe_log()
