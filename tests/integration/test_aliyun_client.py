@@ -259,20 +259,26 @@ async def test_malformed_is_a_bad_response_not_retried(sim: Simulators, client: 
     assert calls(sim, "DescribeImageInstances") == 1
 
 
-async def test_auth_fault_is_unauthorized_not_retried(sim: Simulators, client: SasClient) -> None:
-    sim.state.faults.add(Fault(api="DescribeImage", kind="auth"))
+@pytest.mark.parametrize(
+    ("fault", "code", "says"),
+    [
+        pytest.param(Fault(api="DescribeImage", kind="auth"), "SignatureDoesNotMatch", "", id="bad signature"),
+        pytest.param(
+            Fault(api="DescribeImage", kind="error", status=403),
+            "NoPermission",
+            "caller has no permission",
+            id="no permission",
+        ),
+    ],
+)
+async def test_a_refusal_is_unauthorized_not_retried(
+    sim: Simulators, client: SasClient, fault: Fault, code: str, says: str
+) -> None:
+    sim.state.faults.add(fault)
     outcome = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
     assert isinstance(outcome, outcomes.Unauthorized)
-    assert outcome.code == "SignatureDoesNotMatch"
-    assert calls(sim, "DescribeImage") == 1
-
-
-async def test_no_permission_is_unauthorized(sim: Simulators, client: SasClient) -> None:
-    sim.state.faults.add(Fault(api="DescribeImage", kind="error", status=403))
-    outcome = await client.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
-    assert isinstance(outcome, outcomes.Unauthorized)
-    assert outcome.code == "NoPermission"
-    assert "caller has no permission" in outcome.message
+    assert outcome.code == code
+    assert says in outcome.message
     assert calls(sim, "DescribeImage") == 1
 
 
