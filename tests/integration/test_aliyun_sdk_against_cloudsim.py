@@ -50,6 +50,17 @@ def sdk(sim: Simulators, pki: TestPki, **credentials: Any) -> Any:
     return sas_client.Client(config)
 
 
+def sts_sdk(sim: Simulators, pki: TestPki, *, security_token: str) -> Any:
+    """The SDK with cloudsim's demo STS credential and ``security_token``."""
+    return sdk(
+        sim,
+        pki,
+        access_key_id="STS.NTCloudsimDemoSts01",
+        access_key_secret="cloudsim-demo-aliyun-sts-secret-01",
+        security_token=security_token,
+    )
+
+
 def describe_web_image() -> Any:
     return sas_models.DescribeImageRequest(
         image_region_id="cn-hangzhou",
@@ -93,13 +104,7 @@ def test_describe_image(sim: Simulators, pki: TestPki) -> None:
 
 
 def test_sts_credentials(sim: Simulators, pki: TestPki) -> None:
-    client = sdk(
-        sim,
-        pki,
-        access_key_id="STS.NTCloudsimDemoSts01",
-        access_key_secret="cloudsim-demo-aliyun-sts-secret-01",
-        security_token="CAISCloudsimDemoSecurityToken01",
-    )
+    client = sts_sdk(sim, pki, security_token="CAISCloudsimDemoSecurityToken01")
     assert client.describe_image(describe_web_image()).body.data.digest == WEB_DIGEST
 
 
@@ -128,13 +133,7 @@ def test_skewed_clock_is_invalid_timestamp(sim: Simulators, pki: TestPki) -> Non
 
 
 def test_wrong_security_token(sim: Simulators, pki: TestPki) -> None:
-    client = sdk(
-        sim,
-        pki,
-        access_key_id="STS.NTCloudsimDemoSts01",
-        access_key_secret="cloudsim-demo-aliyun-sts-secret-01",
-        security_token="CAISSomeOtherToken",
-    )
+    client = sts_sdk(sim, pki, security_token="CAISSomeOtherToken")
     with pytest.raises(openapi_exceptions.ClientException) as caught:
         client.describe_image(describe_web_image())
     assert caught.value.code == "InvalidSecurityToken.MismatchWithAccessKey"
