@@ -14,11 +14,7 @@ import pytest
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkcore.http.http_config import HttpConfig
-from huaweicloudsdkhss.v5 import (
-    HssClient,
-    ListImageBasicImageRequest,
-    ListRegistryImagesRequest,
-)
+from huaweicloudsdkhss.v5 import HssClient, ListImageBasicImageRequest, ListRegistryImagesRequest
 
 from cloudsim.catalogue import Catalogue
 from cloudsim.server import SimState, Simulators
