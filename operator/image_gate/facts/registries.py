@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 R = TypeVar("R")
+E = TypeVar("E", "HuaweiRegistry", "AliyunRegistry")
 
 HSS_IMAGE_TYPES = ("private_image", "shared_image", "instance_image", "cicd", "harbor")
 
@@ -168,27 +169,23 @@ class RegistryMapping:
         return self._acr_answers[image.registry]
 
     def _find_hss_location(self, image: ImageReference) -> HssLocation | None:
-        for entry in self.huawei:
-            if _host_matches(entry.host, image.registry):
-                region = entry.region or _region_from_host(image.host, _HUAWEI_REGION_HOSTS)
-                if region is None:
-                    return None
-                return HssLocation(
-                    region=region,
-                    image_type=entry.image_type,
-                    project_id=entry.project_id,
-                    enterprise_project_id=entry.enterprise_project_id,
-                )
-        return None
+        mapped = _first_entry(self.huawei, image, _HUAWEI_REGION_HOSTS)
+        if mapped is None:
+            return None
+        entry, region = mapped
+        return HssLocation(
+            region=region,
+            image_type=entry.image_type,
+            project_id=entry.project_id,
+            enterprise_project_id=entry.enterprise_project_id,
+        )
 
     def _find_acr_location(self, image: ImageReference) -> AcrLocation | None:
-        for entry in self.aliyun:
-            if _host_matches(entry.host, image.registry):
-                region = entry.region or _region_from_host(image.host, _ALIYUN_REGION_HOSTS)
-                if region is None:
-                    return None
-                return AcrLocation(region=region, instance_id=entry.instance_id)
-        return None
+        mapped = _first_entry(self.aliyun, image, _ALIYUN_REGION_HOSTS)
+        if mapped is None:
+            return None
+        entry, region = mapped
+        return AcrLocation(region=region, instance_id=entry.instance_id)
 
 
 _MAX_REMEMBERED = 1024
@@ -212,6 +209,20 @@ def _host_regex(pattern: str) -> re.Pattern[str]:
     # so a pattern covers exactly the hosts it shows: "*.*.cr.aliyuncs.com" is two labels deep.
     # '[^./]*' cannot backtrack across labels, so a hostile host costs linear time.
     return re.compile("".join("[^./]*" if ch == "*" else re.escape(ch) for ch in canonical_host(pattern)))
+
+
+def _first_entry(
+    entries: Sequence[E], image: ImageReference, region_hosts: Sequence[re.Pattern[str]]
+) -> tuple[E, str] | None:
+    """The first entry whose host matches the image's registry, with its region (given, or read from the host).
+
+    None when no entry matches, and when the first that matches has no region: a later entry is not tried.
+    """
+    for entry in entries:
+        if _host_matches(entry.host, image.registry):
+            region = entry.region or _region_from_host(image.host, region_hosts)
+            return None if region is None else (entry, region)
+    return None
 
 
 def _region_from_host(host: str, patterns: Sequence[re.Pattern[str]]) -> str | None:
