@@ -74,11 +74,15 @@ def check(env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[s
     )
 
 
+def policy_file(path: Path, text: str) -> Path:
+    """``text`` written to ``path``, for ``--policy``."""
+    path.write_text(text)
+    return path
+
+
 @pytest.fixture
 def pinned_policy(tmp_path: Path) -> Path:
-    path = tmp_path / "pinned.yaml"
-    path.write_text(PINNED_POLICY)
-    return path
+    return policy_file(tmp_path / "pinned.yaml", PINNED_POLICY)
 
 
 def test_a_digest_matching_the_registry_is_allowed(environment: dict[str, str], pinned_policy: Path) -> None:
@@ -120,14 +124,14 @@ def test_an_image_the_registry_does_not_know_is_unresolved(environment: dict[str
 
 
 def test_a_bad_policy_file_names_the_file_and_the_field(environment: dict[str, str], tmp_path: Path) -> None:
-    path = tmp_path / "broken.yaml"
-    path.write_text(
+    path = policy_file(
+        tmp_path / "broken.yaml",
         PINNED_POLICY
         + "---\n"
         + PINNED_POLICY.replace("pinned-acr", "second").replace(
             "matchRegistry: true",
             "matchRegistry: true\n  baseImage:\n    allowedOS: [{name: Debian, versions: ['>=x']}]",
-        )
+        ),
     )
     result = check(environment, WEB, "--policy", str(path))
     assert result.returncode == 2
@@ -149,8 +153,7 @@ def test_a_bad_policy_file_names_the_file_and_the_field(environment: dict[str, s
 def test_unreadable_policy_files_exit_2(
     environment: dict[str, str], tmp_path: Path, content: str, message: str
 ) -> None:
-    path = tmp_path / "policy.yaml"
-    path.write_text(content)
+    path = policy_file(tmp_path / "policy.yaml", content)
     result = check(environment, WEB, "--policy", str(path))
     assert result.returncode == 2
     assert message in result.stderr
@@ -184,9 +187,7 @@ SWR = "swr.cn-north-4.myhuaweicloud.com/demo"
 
 @pytest.fixture
 def base_os_policy(tmp_path: Path) -> Path:
-    path = tmp_path / "base-os.yaml"
-    path.write_text(BASE_OS_POLICY)
-    return path
+    return policy_file(tmp_path / "base-os.yaml", BASE_OS_POLICY)
 
 
 def test_approved_base_images_are_allowed(environment: dict[str, str], base_os_policy: Path) -> None:
@@ -217,8 +218,9 @@ def test_an_unscanned_image_follows_on_unresolved(environment: dict[str, str], b
     assert denied.returncode == 1
     assert "rule baseImage could not be checked (lookup failure, onUnresolved=Deny)" in denied.stdout
 
-    lenient = base_os_policy.with_name("lenient.yaml")
-    lenient.write_text(BASE_OS_POLICY.replace("spec:\n", "spec:\n  onUnresolved: Allow\n"))
+    lenient = policy_file(
+        base_os_policy.with_name("lenient.yaml"), BASE_OS_POLICY.replace("spec:\n", "spec:\n  onUnresolved: Allow\n")
+    )
     allowed = check(environment, f"{SWR}/nightly:2025.01.01", "--policy", str(lenient))
     assert allowed.returncode == 0
     assert allowed.stdout.startswith(
