@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 from harness import ControlPlane, locate
 from harness.process import free_ports
+from tests import reviews
 from tests.tlsutil import make_pki
 
 from cloudsim.catalogue import Catalogue
@@ -59,20 +60,7 @@ def review(namespace: str, images: list[str]) -> dict[str, Any]:
         "metadata": {"name": "web", "namespace": namespace},
         "spec": {"containers": containers},
     }
-    return {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": str(uuid.uuid4()),
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": namespace,
-            "operation": "CREATE",
-            "userInfo": {"username": "bench"},
-            "object": pod,
-            "dryRun": False,
-        },
-    }
+    return reviews.review(pod, uid=str(uuid.uuid4()), namespace=namespace, userInfo={"username": "bench"})
 
 
 def cpu_seconds(pid: int) -> float:

@@ -27,6 +27,7 @@ from image_gate.kube.events import DenialEvents
 from image_gate.kube.readiness import Readiness
 from image_gate.kube.server import ReviewServer
 from image_gate.kube.webhook import HANDLED_RESOURCES, WebhookApp, register_webhooks
+from tests.reviews import review
 
 __all__ = ["NoFacts", "kopf_webhook_fn", "operator_registry", "pod", "review", "serving"]
 
@@ -87,25 +88,6 @@ async def serving(server: ReviewServer, fn: kopf.WebhookFn) -> AsyncIterator[str
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-
-
-def review(
-    obj: Any = None, *, operation: str = "CREATE", old: Any = None, uid: str = "0d1f", **request: Any
-) -> dict[str, Any]:
-    """An AdmissionReview of a pod as the API server sends it; ``request`` fields override (or break) it."""
-    body: dict[str, Any] = {
-        "uid": uid,
-        "kind": {"group": "", "version": "v1", "kind": "Pod"},
-        "resource": {"group": "", "version": "v1", "resource": "pods"},
-        "namespace": "shop",
-        "operation": operation,
-        "userInfo": {"username": "alice"},
-        "object": obj,
-        "oldObject": old,
-        "dryRun": False,
-    }
-    body.update(request)
-    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": body}
 
 
 def pod(*, env_bytes: int = 0, containers: int = 1, name: str = "web") -> dict[str, Any]:
