@@ -20,6 +20,8 @@ import statistics
 import time
 from collections import Counter
 
+from tests.cloudenv import aliyun_sdk_environ, huawei_sdk_environ
+
 from cloudsim.catalogue import Catalogue
 from cloudsim.server import SimState, Simulators
 from image_gate.app.settings import Settings
@@ -63,14 +65,7 @@ async def bench(reviews: int, burst: int) -> None:
     catalogue = Catalogue.load()
     state = SimState(catalogue=catalogue, hss_rate=None)
     with Simulators(catalogue, state=state) as sim:
-        huawei, aliyun = catalogue.huawei_credentials[0], catalogue.aliyun_credentials[0]
-        environ = {
-            "HUAWEICLOUD_SDK_AK": huawei.ak,
-            "HUAWEICLOUD_SDK_SK": huawei.sk,
-            "HUAWEICLOUD_SDK_PROJECT_ID": huawei.project_id,
-            "ALIBABA_CLOUD_ACCESS_KEY_ID": aliyun.access_key_id,
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": aliyun.access_key_secret,
-        }
+        environ = {**huawei_sdk_environ(catalogue), **aliyun_sdk_environ(catalogue)}
         # HSS's published quota (5/min per API) would make the 6th distinct image wait a minute and
         # fail the deadline; the bench measures the cache and the clients, so it raises the quota.
         settings = Settings(hss_endpoint=sim.hss_url, sas_endpoint=sim.sas_url, deadline=30.0, hss_rate=Rate(1000, 1.0))

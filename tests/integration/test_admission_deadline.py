@@ -16,7 +16,7 @@ from image_gate.core.findings import Unresolved
 from image_gate.core.outcomes import Unavailable
 from image_gate.core.policy import compile_policy
 from image_gate.core.workloads import Container
-from tests.huaweienv import huawei_sdk_environ
+from tests.cloudenv import huawei_sdk_environ
 from tests.tlsutil import TestPki
 
 UBUNTU = "swr.cn-north-4.myhuaweicloud.com/demo/api:1.4.2"
@@ -30,7 +30,7 @@ def pod(image: str) -> Subject:
 async def test_a_slow_cloud_misses_the_deadline_but_the_retry_is_answered_from_the_cache(
     sim: Simulators, pki: TestPki
 ) -> None:
-    environ = huawei_sdk_environ(sim)
+    environ = huawei_sdk_environ(sim.state.catalogue)
     settings = Settings(hss_endpoint=sim.hss_url, cloud_ca_file=pki.ca_file, hss_rate=Rate(100, 1.0))
     sim.state.faults.reset()
     sim.state.faults.add(Fault(api="ListRegistryImages", kind="latency", seconds=1.0, times=1))
@@ -53,7 +53,7 @@ async def test_a_slow_cloud_misses_the_deadline_but_the_retry_is_answered_from_t
 
 
 async def test_when_the_cloud_fails_known_facts_are_served_until_max_stale(sim: Simulators, pki: TestPki) -> None:
-    environ = huawei_sdk_environ(sim)
+    environ = huawei_sdk_environ(sim.state.catalogue)
     settings = Settings(
         hss_endpoint=sim.hss_url,
         cloud_ca_file=pki.ca_file,

@@ -27,7 +27,7 @@ from image_gate.core.findings import Unresolved
 from image_gate.core.outcomes import Unauthorized
 from image_gate.core.policy import CompiledPolicy, compile_policy
 from image_gate.core.workloads import Container
-from tests.huaweienv import huawei_sdk_environ
+from tests.cloudenv import huawei_sdk_environ
 from tests.tlsutil import TestPki
 
 SWR_IMAGE = "swr.cn-north-4.myhuaweicloud.com/demo/api:1.4.2"
@@ -122,7 +122,7 @@ async def test_a_refused_credential_names_no_identity_to_the_pod_creator(
 
 
 async def test_an_auth_fault_of_hss_gives_the_request_id_to_quote(sim: Simulators, pki: TestPki) -> None:
-    environ = huawei_sdk_environ(sim)
+    environ = huawei_sdk_environ(sim.state.catalogue)
     sim.state.faults.reset()
     sim.state.faults.add(Fault(api="ListRegistryImages", kind="auth", times=1))
     try:
