@@ -105,6 +105,8 @@ SETTINGS_IN_CHART: dict[str, tuple[Literal["value", "fixed", "absent"], str]] = 
     "lease_duration_seconds": ("value", "config.leaseDurationSeconds"),
     "max_facts": ("value", "config.maxFacts"),
     "unused_fact_days": ("value", "config.unusedFactDays"),
+    "hss_regions": ("absent", "the HSS SDK's regions by default; a narrower list with extraEnv"),
+    "acr_regions": ("absent", "every region by default; a list with extraEnv"),
     "client_ca_file": ("absent", "set (to the mounted ConfigMap's file) only when webhook.clientCA.configMap is"),
 }
 

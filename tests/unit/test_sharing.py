@@ -50,6 +50,11 @@ def test_the_lease_and_the_store_follow_the_settings() -> None:
     store = store_settings(settings(IMAGE_GATE_MAX_FACTS="1000", IMAGE_GATE_UNUSED_FACT_DAYS="7"))
     assert store.upkeep.max_facts == 1000
     assert store.upkeep.unused_after == 7 * 86_400
+    regions = store_settings(settings("--acr-regions", "cn-hangzhou, cn-shanghai")).regions
+    assert regions.aliyun == frozenset({"cn-hangzhou", "cn-shanghai"})
+    assert regions.huawei is not None
+    assert "cn-north-4" in regions.huawei, "HSS keeps its SDK's regions"
+    assert store_settings(settings(IMAGE_GATE_HSS_REGIONS="cn-north-4")).regions.huawei == frozenset({"cn-north-4"})
     with pytest.raises(SettingsError, match="IMAGE_GATE_MAX_FACTS"):
         settings(IMAGE_GATE_MAX_FACTS="0")
 

@@ -217,6 +217,18 @@ class Settings:
     unused_fact_days: float = setting(
         30.0, "days after which an ImageFact no review used is deleted", name="unused_fact_days", parse=seconds()
     )
+    hss_regions: frozenset[str] | None = setting(
+        None,
+        "comma-separated regions HSS is asked about; other SWR regions are 'not applicable' without a call",
+        parse=names,
+        default_text="the regions of Huawei Cloud's HSS SDK",
+    )
+    acr_regions: frozenset[str] | None = setting(
+        None,
+        "comma-separated regions Security Center is asked about; others are 'not applicable' without a call",
+        parse=names,
+        default_text="every region",
+    )
 
     @classmethod
     def from_arguments(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Settings:
