@@ -26,117 +26,108 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self.admissions = Counter(
+        registry = self.registry
+
+        def counter(name: str, documentation: str, *labels: str) -> Counter:
+            return Counter(name, documentation, labels, registry=registry)
+
+        def gauge(name: str, documentation: str, *labels: str) -> Gauge:
+            return Gauge(name, documentation, labels, registry=registry)
+
+        def histogram(name: str, documentation: str, *labels: str) -> Histogram:
+            return Histogram(name, documentation, labels, buckets=_LATENCY_BUCKETS, registry=registry)
+
+        self.admissions = counter(
             "image_gate_admission_requests",
             "Admission reviews answered, by decision (allowed, denied, warned), strictest mode and dry-run.",
-            ["kind", "decision", "mode", "dry_run"],
-            registry=r,
+            "kind",
+            "decision",
+            "mode",
+            "dry_run",
         )
-        self.review_seconds = Histogram(
+        self.review_seconds = histogram(
             "image_gate_admission_review_duration_seconds",
             "Time to answer one admission review, fact lookups included.",
-            ["kind"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+            "kind",
         )
-        self.findings = Counter(
+        self.findings = counter(
             "image_gate_policy_findings",
             "Rules an image failed, by policy, mode and problem (violation or unresolved). Audit mode only counts.",
-            ["policy", "mode", "problem"],
-            registry=r,
+            "policy",
+            "mode",
+            "problem",
         )
-        self.policies = Gauge(
-            "image_gate_policies", "ImageGatePolicies known, by state (ready, invalid).", ["state"], registry=r
-        )
-        self.cache = Counter(
+        self.policies = gauge("image_gate_policies", "ImageGatePolicies known, by state (ready, invalid).", "state")
+        self.cache = counter(
             "image_gate_cache_requests",
             "Fact cache answers, by cache and result (hit, negative_hit, miss, joined, stale, timed_out).",
-            ["cache", "result"],
-            registry=r,
+            "cache",
+            "result",
         )
-        self.cache_evictions = Counter(
-            "image_gate_cache_evictions", "Entries dropped because a cache reached its bound.", ["cache"], registry=r
+        self.cache_evictions = counter(
+            "image_gate_cache_evictions", "Entries dropped because a cache reached its bound.", "cache"
         )
-        self.cache_refresh_ahead = Counter(
-            "image_gate_cache_refresh_ahead",
-            "Background refreshes started before an entry expired.",
-            ["cache"],
-            registry=r,
+        self.cache_refresh_ahead = counter(
+            "image_gate_cache_refresh_ahead", "Background refreshes started before an entry expired.", "cache"
         )
-        self.upstream_calls = Counter(
+        self.upstream_calls = counter(
             "image_gate_upstream_calls",
             "HTTP calls to the clouds, by cloud, API and outcome.",
-            ["cloud", "api", "outcome"],
-            registry=r,
+            "cloud",
+            "api",
+            "outcome",
         )
-        self.upstream_seconds = Histogram(
-            "image_gate_upstream_call_duration_seconds",
-            "Duration of HTTP calls to the clouds.",
-            ["cloud", "api"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.upstream_seconds = histogram(
+            "image_gate_upstream_call_duration_seconds", "Duration of HTTP calls to the clouds.", "cloud", "api"
         )
-        self.quota_wait_seconds = Counter(
+        self.quota_wait_seconds = counter(
             "image_gate_quota_wait_seconds",
             "Seconds calls waited for the client-side quota, by cloud and API.",
-            ["cloud", "api"],
-            registry=r,
+            "cloud",
+            "api",
         )
-        self.breaker_open = Gauge(
-            "image_gate_circuit_breaker_open", "1 while a cloud's circuit breaker is open.", ["cloud"], registry=r
+        self.breaker_open = gauge(
+            "image_gate_circuit_breaker_open", "1 while a cloud's circuit breaker is open.", "cloud"
         )
-        self.breaker_rejections = Counter(
+        self.breaker_rejections = counter(
             "image_gate_circuit_breaker_rejections",
             "Calls failed fast because a cloud's circuit breaker was open.",
-            ["cloud", "api"],
-            registry=r,
+            "cloud",
+            "api",
         )
 
-        self.leader = Gauge(
-            "image_gate_leader", "1 while this replica holds the Lease and resolves facts for all.", registry=r
-        )
-        self.fact_store_writes = Counter(
+        self.leader = gauge("image_gate_leader", "1 while this replica holds the Lease and resolves facts for all.")
+        self.fact_store_writes = counter(
             "image_gate_fact_store_writes",
             "ImageFact status writes by the leader, by result (written, unchanged, conflict, failed).",
-            ["result"],
-            registry=r,
+            "result",
         )
-        self.fact_misses_waited = Counter(
+        self.fact_misses_waited = counter(
             "image_gate_fact_misses_waited",
             "Reviews that waited for the leader to resolve a fact, by outcome (Found, NotFound, a failure, "
             "timed out, degraded).",
-            ["outcome"],
-            registry=r,
+            "outcome",
         )
-        self.fact_miss_wait_seconds = Histogram(
-            "image_gate_fact_miss_wait_duration_seconds",
-            "How long reviews waited for the leader's answer.",
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+        self.fact_miss_wait_seconds = histogram(
+            "image_gate_fact_miss_wait_duration_seconds", "How long reviews waited for the leader's answer."
         )
-        self.fact_store_degraded = Counter(
+        self.fact_store_degraded = counter(
             "image_gate_fact_store_degraded",
             "Times the ImageFact store could not be written and facts were resolved in-process.",
-            registry=r,
         )
-        self.pending_lookups = Gauge(
+        self.pending_lookups = gauge(
             "image_gate_pending_lookups",
             "Lookups waiting in the leader's fair queue, by the namespace that asked.",
-            ["namespace"],
-            registry=r,
+            "namespace",
         )
-        self.facts = Gauge(
-            "image_gate_facts", "ImageFacts in the cluster, by state (Pending until resolved).", ["state"], registry=r
-        )
+        self.facts = gauge("image_gate_facts", "ImageFacts in the cluster, by state (Pending until resolved).", "state")
 
-        self.fact_cap_reached = Gauge(
+        self.fact_cap_reached = gauge(
             "image_gate_fact_cap_reached",
             "1 while the ImageFacts reach their cap: new facts are then resolved by each replica on its own.",
-            registry=r,
         )
-        self.facts_deleted_total = Counter(
-            "image_gate_facts_deleted", "ImageFacts deleted by the leader because nobody used them.", registry=r
+        self.facts_deleted_total = counter(
+            "image_gate_facts_deleted", "ImageFacts deleted by the leader because nobody used them."
         )
 
     def render(self) -> bytes:
