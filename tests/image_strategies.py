@@ -70,23 +70,32 @@ class Image:
         return f"{self.host}{self.port}/{self.rest}"
 
 
+# Built once: a strategy made inside a draw is validated again on every draw (half the cost of one image).
+_RANDOM_HOST = st.lists(_label(), min_size=1, max_size=4).map(lambda labels: ".".join([*labels, "com"]))
+_HOSTS = st.one_of(st.sampled_from(KNOWN_HOSTS), _RANDOM_HOST, _label())
+_COMPONENTS = st.lists(_component(), min_size=2, max_size=4)
+_TAGS = {True: _tag(128), False: _tag(20)}
+_PORTS_DOTTED = st.sampled_from(["", "", ":5000", ":8443"])
+_PORTS_SINGLE = st.sampled_from([":443", ":5000"])
+_LONG_TAIL = st.text(alphabet=_LOWER_DIGITS, min_size=1, max_size=200)
+
+
 @st.composite
 def images(draw: st.DrawFn, *, long: bool = False) -> Image:
-    random_host = st.lists(_label(), min_size=1, max_size=4).map(lambda labels: ".".join([*labels, "com"]))
-    host = draw(st.one_of(st.sampled_from(KNOWN_HOSTS), random_host, _label()))
+    host = draw(_HOSTS)
     if "." in host or host == "localhost" or host.startswith("["):
-        port = draw(st.sampled_from(["", "", ":5000", ":8443"]))
+        port = draw(_PORTS_DOTTED)
     else:
         # A single-label host is a host only with a port; its canonical form keeps ":443".
-        port = draw(st.sampled_from([":443", ":5000"]))
-    components = draw(st.lists(_component(), min_size=2, max_size=4))
+        port = draw(_PORTS_SINGLE)
+    components = draw(_COMPONENTS)
     if long:
         # Up to the longest a path may be (255), plus the longest tag and a digest.
-        components.append(draw(st.text(alphabet=_LOWER_DIGITS, min_size=1, max_size=200)))
+        components.append(draw(_LONG_TAIL))
     path = "/".join(components)[:255].rstrip("._-")
     rest = path
     if draw(st.booleans()):
-        rest += ":" + draw(_tag(128 if long else 20))
+        rest += ":" + draw(_TAGS[long])
     if draw(st.booleans()):
         rest += "@sha256:" + draw(_HEX64)
     return Image(host=host, port=port, rest=rest)
