@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from aiohttp import web
+from aiohttp.web_log import AccessLogger
 from kopf._core.reactor.inventory import ResourceMemories
 
 from image_gate.app.logs import configure_logging
@@ -73,7 +73,7 @@ async def test_debug_http_logs_brings_back_kopfs_line(url: str, capsys: pytest.C
 @pytest.mark.parametrize("http_logs", [False, True])
 def test_aiohttp_builds_its_access_line_only_when_asked(http_logs: bool) -> None:
     configure_logging(log_format="json", level="INFO", http_logs=http_logs)
-    assert web.AccessLogger(logging.getLogger("aiohttp.access"), web.AccessLogger.LOG_FORMAT).enabled is http_logs
+    assert AccessLogger(logging.getLogger("aiohttp.access"), AccessLogger.LOG_FORMAT).enabled is http_logs
 
 
 @pytest.mark.parametrize(
