@@ -337,9 +337,11 @@ async def test_skewed_clock_is_unauthorized(sim: Simulators, pki: TestPki) -> No
 
 
 async def test_static_sts_credentials(sim: Simulators, pki: TestPki) -> None:
-    async with make_client(sim, pki, AliyunCredential(STS_KEY_ID, STS_SECRET, STS_TOKEN)) as sas:
+    async with make_client(sim, pki, AliyunCredential(STS_KEY_ID, STS_SECRET, security_token=STS_TOKEN)) as sas:
         assert isinstance(await digest_of(sas, WEB), outcomes.Found)
-    async with make_client(sim, pki, AliyunCredential(STS_KEY_ID, STS_SECRET, "CAISSomeOtherToken")) as sas:
+    async with make_client(
+        sim, pki, AliyunCredential(STS_KEY_ID, STS_SECRET, security_token="CAISSomeOtherToken")
+    ) as sas:
         outcome = await sas.registry_digest(WEB_REPOSITORY, "2.0", deadline=Deadline.after(3))
     assert isinstance(outcome, outcomes.Unauthorized)
     assert outcome.code == "InvalidSecurityToken.MismatchWithAccessKey"
@@ -442,7 +444,7 @@ async def test_no_credential_in_logs_outcomes_or_reprs(
     for credential in (
         AliyunCredential(KEY_ID, SECRET),
         AliyunCredential(KEY_ID, "wrong-" + SECRET),
-        AliyunCredential(STS_KEY_ID, STS_SECRET, STS_TOKEN),
+        AliyunCredential(STS_KEY_ID, STS_SECRET, security_token=STS_TOKEN),
     ):
         texts.append(repr(credential))
         async with make_client(sim, pki, credential) as sas:

@@ -234,7 +234,7 @@ async def test_aliyun_objects_and_calls_carry_no_piece_of_a_secret(
 ) -> None:
     token_file, refused_file = token_files(tmp_path, OIDC_TOKEN)
     permanent = AliyunCredential(ALIYUN_KEY_ID, ALIYUN_SECRET)
-    sts = AliyunCredential(STS_KEY_ID, STS_SECRET, STS_TOKEN, expires_at=2e9)
+    sts = AliyunCredential(STS_KEY_ID, STS_SECRET, security_token=STS_TOKEN, expires_at=2e9)
     wrong = AliyunCredential(ALIYUN_KEY_ID, WRONG + HUAWEI_SK)
     role, refused_role = rrsa_provider(sim, pki, token_file), rrsa_provider(sim, pki, refused_file)
     objects: list[object] = [permanent, sts, AliyunStatic(sts, source="environment (STS token)"), role]

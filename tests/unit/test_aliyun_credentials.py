@@ -166,7 +166,9 @@ def test_blank_values_count_as_unset() -> None:
 
 
 def test_repr_and_str_mask_secrets() -> None:
-    credential = AliyunCredential("STS.NTExampleKey0001", "s3cret-value", "CAIS-token-value", START)
+    credential = AliyunCredential(
+        "STS.NTExampleKey0001", "s3cret-value", security_token="CAIS-token-value", expires_at=START
+    )
     for text in (repr(credential), str(credential), repr(StaticCredentials(credential)), str([credential])):
         assert "s3cret-value" not in text
         assert "CAIS-token-value" not in text

@@ -164,7 +164,7 @@ def test_acs_date_is_utc_to_the_second() -> None:
 
 def test_sts_token_is_sent_and_signed() -> None:
     vector = VECTORS["acs3"][2]
-    credential = AliyunCredential("STS.NUexample1234", "secret", "CAIS-token/with+odd=chars")
+    credential = AliyunCredential("STS.NUexample1234", "secret", security_token="CAIS-token/with+odd=chars")
     request, _ = _signed(vector, credential=credential)
     assert request.headers["x-acs-security-token"] == "CAIS-token/with+odd=chars"
     assert "x-acs-security-token" in request.headers["authorization"].split("SignedHeaders=")[1].split(",")[0]
@@ -173,7 +173,7 @@ def test_sts_token_is_sent_and_signed() -> None:
 
 def test_resigning_replaces_the_previous_signature_and_token() -> None:
     vector = VECTORS["acs3"][0]
-    sts = AliyunCredential("STS.NUexample1234", "secret", "token")
+    sts = AliyunCredential("STS.NUexample1234", "secret", security_token="token")
     request, signer = _signed(vector, credential=sts)
     signer.sign(request, AliyunCredential(vector["access_key_id"], vector["access_key_secret"]))
     assert "x-acs-security-token" not in request.headers
@@ -245,7 +245,7 @@ def test_agrees_with_the_official_signer(
 ) -> None:
     reserved = {"x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256", "x-acs-security-token"}
     extra_headers = {name: value for name, value in extra_headers.items() if name not in reserved}
-    credential = AliyunCredential("STS.example1234" if token else "LTAIexample1234", secret, token)
+    credential = AliyunCredential("STS.example1234" if token else "LTAIexample1234", secret, security_token=token)
     signer = AliyunSigner(credential, clock=lambda: float(when), nonce=lambda: nonce)
     headers = {"x-acs-action": "DescribeImage", "x-acs-version": "2018-12-03", **extra_headers}
     request = httpx.Request(method, f"https://{host}/", params=query, headers=headers, content=body)

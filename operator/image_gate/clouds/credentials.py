@@ -21,6 +21,7 @@ only this much:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
@@ -32,9 +33,11 @@ __all__ = [
     "CredentialsProvider",
     "CredentialsUnavailable",
     "RenewedCredentials",
+    "TokenAndExpiry",
     "any_set",
     "mask",
     "read_token_file",
+    "require_both_halves",
 ]
 
 C = TypeVar("C")
@@ -61,6 +64,25 @@ class CredentialsError(Exception):
 
 class CredentialsUnavailable(CredentialsError):
     """The credential service did not answer usefully (connection failed, timed out, 5xx): it may pass."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenAndExpiry:
+    """What a credential of either cloud carries besides its key pair when it is temporary (keyword-only).
+
+    Both clouds hand out temporary credentials the same way (CCE Pod Identity, RRSA through STS): a key
+    pair with a security token, valid until a time. The vendors' credential values extend this.
+    """
+
+    security_token: str | None = None
+    expires_at: float | None = None
+    """When temporary credentials expire, in seconds since the epoch; None for permanent ones."""
+
+
+def require_both_halves(key_id: str, secret: str, message: str) -> None:
+    """A credential value is a whole key pair: `CredentialsError` with ``message`` when a half is empty."""
+    if not key_id or not secret:
+        raise CredentialsError(message)
 
 
 class Credentials(Protocol):

@@ -56,9 +56,11 @@ from image_gate.clouds.credentials import (
     CredentialsProvider,
     CredentialsUnavailable,
     RenewedCredentials,
+    TokenAndExpiry,
     any_set,
     mask,
     read_token_file,
+    require_both_halves,
 )
 
 __all__ = [
@@ -113,18 +115,18 @@ def configured(environ: Mapping[str, str] | None = None) -> bool:
 
 
 @dataclass(frozen=True, slots=True, repr=False)
-class AliyunCredential:
+class AliyunCredential(TokenAndExpiry):
     """An AccessKey pair, with the STS token and expiry when it is temporary."""
 
     access_key_id: str
     access_key_secret: str
-    security_token: str | None = None
-    expires_at: float | None = None
-    """When temporary credentials expire, in seconds since the epoch; None for permanent ones."""
 
     def __post_init__(self) -> None:
-        if not self.access_key_id or not self.access_key_secret:
-            raise ValueError("an Alibaba Cloud credential needs both an AccessKey ID and an AccessKey secret")
+        require_both_halves(
+            self.access_key_id,
+            self.access_key_secret,
+            "an Alibaba Cloud credential needs both an AccessKey ID and an AccessKey secret",
+        )
 
     @property
     def fingerprint(self) -> str:
@@ -320,7 +322,7 @@ def from_environment(
             missing = ENV_ACCESS_KEY_SECRET if key_id else ENV_ACCESS_KEY_ID
             raise CredentialsError(f"{missing} is not set, but the other half of the AccessKey pair is")
         source = "environment (STS token)" if token else "environment"
-        return StaticCredentials(AliyunCredential(key_id, secret, token or None), source=source)
+        return StaticCredentials(AliyunCredential(key_id, secret, security_token=token or None), source=source)
 
     rrsa = {name: value(name) for name in (ENV_ROLE_ARN, ENV_OIDC_PROVIDER_ARN, ENV_OIDC_TOKEN_FILE)}
     if all(rrsa.values()):
@@ -377,4 +379,4 @@ def _read_sts_credentials(body: Mapping[str, object] | None) -> AliyunCredential
         expires = datetime.strptime(expiration, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
     except ValueError:
         return None
-    return AliyunCredential(key_id, secret, token, expires)
+    return AliyunCredential(key_id, secret, security_token=token, expires_at=expires)

@@ -42,8 +42,10 @@ from image_gate.clouds.credentials import (
     CredentialsProvider,
     CredentialsUnavailable,
     RenewedCredentials,
+    TokenAndExpiry,
     mask,
     read_token_file,
+    require_both_halves,
 )
 
 __all__ = [
@@ -83,22 +85,18 @@ def fingerprint(access_key: str) -> str:
 
 
 @dataclass(frozen=True, slots=True, repr=False)
-class HuaweiCredentials:
+class HuaweiCredentials(TokenAndExpiry):
     """An AK/SK pair, with a security token when temporary."""
 
     ak: str
     sk: str
-    security_token: str | None = None
     project_id: str | None = None
     """The project the SDK would send as ``X-Project-Id`` (``HUAWEICLOUD_SDK_PROJECT_ID``)."""
-    expires_at: float | None = None
-    """Seconds since the epoch; None for permanent credentials."""
     source: str = "static"
     """Where they came from, for messages: ``env``, ``pod identity``, ..."""
 
     def __post_init__(self) -> None:
-        if not self.ak or not self.sk:
-            raise CredentialsError("Huawei Cloud credentials need both an AK and an SK")
+        require_both_halves(self.ak, self.sk, "Huawei Cloud credentials need both an AK and an SK")
 
     @property
     def fingerprint(self) -> str:
