@@ -85,6 +85,7 @@ __all__ = [
     "ready_condition",
     "render_webhook_configuration",
     "scoped_policy",
+    "service_account_kubeconfig",
     "start_cloudsim",
     "wait_for",
     "webhook_configuration_fixture",
@@ -484,6 +485,24 @@ class EnvProcess(ManagedProcess):
 
 
 _CLOUD_VARIABLE_PREFIXES = ("IMAGE_GATE_", "HUAWEICLOUD_", "HC_", "ALIBABA_CLOUD_", "ALICLOUD_")
+
+
+def service_account_kubeconfig(control_plane: ControlPlane, token: str, path: Path) -> Path:
+    """A kubeconfig at ``path`` that talks to the control plane with a service account's token."""
+    cluster = {"server": control_plane.server_url, "certificate-authority": str(control_plane.ca_path)}
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "cp", "cluster": cluster}],
+                "users": [{"name": "sa", "user": {"token": token}}],
+                "contexts": [{"name": "sa", "context": {"cluster": "cp", "user": "sa"}}],
+                "current-context": "sa",
+            }
+        )
+    )
+    return path
 
 
 def image_gate_env(control_plane: ControlPlane, sim: CloudSim, catalogue: Catalogue) -> dict[str, str]:

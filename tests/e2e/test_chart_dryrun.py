@@ -34,7 +34,7 @@ from harness.process import free_ports
 
 from tests.chart.helm import CHART_DIR, MANIFEST, Doc, parse_docs
 from tests.chart.scenarios import SCENARIOS
-from tests.e2e.imagegate import EnvProcess, Kube, wait_for
+from tests.e2e.imagegate import EnvProcess, Kube, service_account_kubeconfig, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -256,27 +256,7 @@ def test_app_runs_with_the_charts_rbac_env_and_certificate(
             assert answer.stdout.strip() == "yes", f"the chart's Role cannot {verb} the Lease in {namespace}"
 
         token = kube.kubectl("create", "token", fullname, "--namespace", namespace, "--duration=1h").stdout.strip()
-        kubeconfig = tmp_path / "sa.kubeconfig"
-        kubeconfig.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [
-                        {
-                            "name": "cp",
-                            "cluster": {
-                                "server": control_plane.server_url,
-                                "certificate-authority": str(control_plane.ca_path),
-                            },
-                        }
-                    ],
-                    "users": [{"name": "sa", "user": {"token": token}}],
-                    "contexts": [{"name": "sa", "context": {"cluster": "cp", "user": "sa"}}],
-                    "current-context": "sa",
-                }
-            )
-        )
+        kubeconfig = service_account_kubeconfig(control_plane, token, tmp_path / "sa.kubeconfig")
 
         # The mounted volumes, as files.
         (tmp_path / "tls").mkdir()

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from harness import ControlPlane
 
 from cloudsim.catalogue import Catalogue
@@ -28,6 +27,7 @@ from tests.e2e.imagegate import (
     new_image_gate,
     pod_manifest,
     scoped_policy,
+    service_account_kubeconfig,
 )
 
 FACT_CRD_FILE = CHART_DIR / "crds" / "imagegate.io_imagefacts.yaml"
@@ -101,27 +101,7 @@ def read_only_gate(
     kube.apply(rbac)
     workdir = tmp_path_factory.mktemp("read-only-facts")
     token = kube.kubectl("create", "token", ACCOUNT, "-n", IMAGE_GATE_NAMESPACE, "--duration=1h").stdout.strip()
-    kubeconfig = workdir / "sa.kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "cp",
-                        "cluster": {
-                            "server": control_plane.server_url,
-                            "certificate-authority": str(control_plane.ca_path),
-                        },
-                    }
-                ],
-                "users": [{"name": "sa", "user": {"token": token}}],
-                "contexts": [{"name": "sa", "context": {"cluster": "cp", "user": "sa"}}],
-                "current-context": "sa",
-            }
-        )
-    )
+    kubeconfig = service_account_kubeconfig(control_plane, token, workdir / "sa.kubeconfig")
     gate = new_image_gate(workdir, control_plane, cloudsim, catalogue)
     gate.process.env["KUBECONFIG"] = str(kubeconfig)
     try:
