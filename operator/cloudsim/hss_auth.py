@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from cloudsim.rejected import Rejected
 from cloudsim.server import SimState
 from image_gate.clouds.huawei.signer import (
     canonical_request,
@@ -86,17 +87,6 @@ class _Token:
     project_id: str
     project_name: str
     expires_at: float
-
-
-class Rejected(Exception):
-    """An answer other than success, as the gateway or service would give it."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(code)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
 
 
 def _unauthorized(reason: str) -> Rejected:

@@ -62,6 +62,7 @@ from aiohttp import web
 
 from cloudsim.catalogue import CatalogueImage
 from cloudsim.faults import Fault, suffer_common_fault
+from cloudsim.rejected import Rejected
 from cloudsim.server import SimState
 from image_gate.clouds.aliyun.signer import (
     ALGORITHM,
@@ -115,15 +116,6 @@ class _Caller:
     account: str
 
 
-class _Reject(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(code)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = dict(headers or {})
-
-
 class SasSimulator:
     """The state of one SAS + STS simulator: issued STS credentials, seen nonces, rate windows."""
 
@@ -164,7 +156,7 @@ class SasSimulator:
 
         async def serve() -> web.StreamResponse:
             if request.headers.get("x-acs-version") != SAS_VERSION:
-                raise _Reject(400, "InvalidVersion", "Specified parameter Version is not valid.")
+                raise Rejected(400, "InvalidVersion", "Specified parameter Version is not valid.")
             caller = self._authenticate(request, query, body)
             await self._check_rate(caller, action)
             params = dict(query)
@@ -185,7 +177,7 @@ class SasSimulator:
                 if response is not None:
                     return response
             return await serve()
-        except _Reject as reject:
+        except Rejected as reject:
             return _error(request, reject.status, reject.code, reject.message, reject.headers)
 
     # -- faults
@@ -219,26 +211,26 @@ class SasSimulator:
     def _authenticate(self, request: web.Request, query: list[tuple[str, str]], body: bytes) -> _Caller:
         match = _AUTHORIZATION.match(request.headers.get("Authorization", "").strip())
         if match is None or match["algorithm"] != ALGORITHM:
-            raise _Reject(400, "IncompleteSignature", "The request signature does not conform to Aliyun standards.")
+            raise Rejected(400, "IncompleteSignature", "The request signature does not conform to Aliyun standards.")
         self._check_date(request.headers.get("x-acs-date"))
         nonce = request.headers.get("x-acs-signature-nonce", "")
         if not nonce:
-            raise _Reject(400, "MissingSignatureNonce", "x-acs-signature-nonce is mandatory for this request.")
+            raise Rejected(400, "MissingSignatureNonce", "x-acs-signature-nonce is mandatory for this request.")
         if nonce in self._nonces:
-            raise _Reject(400, "SignatureNonceUsed", "Specified signature nonce was used already.")
+            raise Rejected(400, "SignatureNonceUsed", "Specified signature nonce was used already.")
 
         access_key_id = match["credential"]
         secret, token, account = self._secret_for(access_key_id)
         signed = [name for name in match["signed"].split(";") if name]
         if any(name != name.lower() for name in signed) or signed != sorted(set(signed)) or "host" not in signed:
-            raise _Reject(400, "IncompleteSignature", "SignedHeaders must list host, lowercase and sorted.")
+            raise Rejected(400, "IncompleteSignature", "SignedHeaders must list host, lowercase and sorted.")
         unsigned = sorted({name.lower() for name in request.headers if name.lower().startswith("x-acs-")} - set(signed))
         if unsigned:
-            raise _Reject(400, "IncompleteSignature", f"Header {unsigned[0]} is not in SignedHeaders.")
+            raise Rejected(400, "IncompleteSignature", f"Header {unsigned[0]} is not in SignedHeaders.")
         if token is not None:
             sent = request.headers.get("x-acs-security-token")
             if sent is None or not hmac.compare_digest(sent, token):
-                raise _Reject(
+                raise Rejected(
                     400,
                     "InvalidSecurityToken.MismatchWithAccessKey",
                     "The security token does not match the access key.",
@@ -248,18 +240,18 @@ class SasSimulator:
         for name in signed:
             values = request.headers.getall(name, [])
             if not values:
-                raise _Reject(400, "IncompleteSignature", f"Signed header {name} is missing.")
+                raise Rejected(400, "IncompleteSignature", f"Signed header {name} is missing.")
             pairs.extend((name, value) for value in values)
         block, signed_text = canonical_headers(pairs)
         payload = request.headers.get("x-acs-content-sha256") or hashlib.sha256(body).hexdigest()
         if payload != hashlib.sha256(body).hexdigest():
-            raise _Reject(400, "ContentSHA256NotMatch", "x-acs-content-sha256 does not match the request body.")
+            raise Rejected(400, "ContentSHA256NotMatch", "x-acs-content-sha256 does not match the request body.")
         canonical = canonical_request(
             request.method, request.rel_url.raw_path, canonical_query_string(query), block, signed_text, payload
         )
         text = string_to_sign(canonical)
         if not hmac.compare_digest(sign_string(secret, text), match["signature"]):
-            raise _Reject(
+            raise Rejected(
                 400,
                 "SignatureDoesNotMatch",
                 "Specified signature is not matched with our calculation. server string to sign is:"
@@ -269,7 +261,7 @@ class SasSimulator:
         now = self.state.clock()
         issued = self.issued.get(access_key_id)
         if issued is not None and now >= issued.expires_at:
-            raise _Reject(400, "InvalidSecurityToken.Expired", "Specified SecurityToken is expired.")
+            raise Rejected(400, "InvalidSecurityToken.Expired", "Specified SecurityToken is expired.")
         self._remember_nonce(nonce, now)
         return _Caller(access_key_id=access_key_id, account=account)
 
@@ -280,19 +272,19 @@ class SasSimulator:
         issued = self.issued.get(access_key_id)
         if issued is not None:
             return issued.secret, issued.token, issued.account
-        raise _Reject(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+        raise Rejected(404, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
 
     def _check_date(self, value: str | None) -> None:
         if not value:
-            raise _Reject(400, "MissingParameter", "x-acs-date is mandatory for this request.")
+            raise Rejected(400, "MissingParameter", "x-acs-date is mandatory for this request.")
         try:
             when = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
         except ValueError:
-            raise _Reject(
+            raise Rejected(
                 400, "InvalidTimeStamp.Format", "Specified time stamp or date value is not well formatted."
             ) from None
         if abs(self.state.clock() - when) > self.state.max_skew:
-            raise _Reject(400, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")
+            raise Rejected(400, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")
 
     def _remember_nonce(self, nonce: str, now: float) -> None:
         horizon = 2 * self.state.max_skew
@@ -309,7 +301,7 @@ class SasSimulator:
             # A free slot is taken at once; none: reject, never wait.
             await limiter.acquire(max_wait=0)
         except QuotaExceeded as exc:
-            raise _Reject(
+            raise Rejected(
                 400,
                 "Throttling.User",
                 "Request was denied due to user flow control.",
@@ -325,7 +317,7 @@ class SasSimulator:
         criteria = _read_criteria(params.get("Criteria"))
         logical = (params.get("LogicalExp") or "AND").upper()
         if logical not in ("AND", "OR"):
-            raise _Reject(400, "InvalidParameter", "Specified parameter LogicalExp is not valid.")
+            raise Rejected(400, "InvalidParameter", "Specified parameter LogicalExp is not valid.")
         page_size = _positive_int(params, "PageSize", 20)
         current = _positive_int(params, "CurrentPage", 1)
 
@@ -348,7 +340,7 @@ class SasSimulator:
         for name in ("ImageRegionId", "ImageInstanceId", "ImageRepoId", "ImageTag"):
             value = params.get(name, "")
             if not value:
-                raise _Reject(400, f"Missing{name}", f"{name} is mandatory for this action.")
+                raise Rejected(400, f"Missing{name}", f"{name} is mandatory for this action.")
             wanted[name] = value
         for image in self.state.catalogue.aliyun_images():
             acr = image.aliyun
@@ -367,19 +359,19 @@ class SasSimulator:
     def _assume_role(self, params: Mapping[str, str]) -> web.StreamResponse:
         for name in ("RoleArn", "OIDCProviderArn", "OIDCToken", "RoleSessionName"):
             if not params.get(name):
-                raise _Reject(400, f"Missing{name}", f"{name} is mandatory for this action.")
+                raise Rejected(400, f"Missing{name}", f"{name} is mandatory for this action.")
         role = _ROLE_ARN.match(params["RoleArn"])
         if role is None:
-            raise _Reject(400, "InvalidParameter.RoleArn", "The parameter RoleArn is wrongly formed.")
+            raise Rejected(400, "InvalidParameter.RoleArn", "The parameter RoleArn is wrongly formed.")
         provider = _PROVIDER_ARN.match(params["OIDCProviderArn"])
         if provider is None or provider["account"] != role["account"]:
-            raise _Reject(400, "InvalidParameter.OIDCProviderArn", "The parameter OIDCProviderArn is wrongly formed.")
+            raise Rejected(400, "InvalidParameter.OIDCProviderArn", "The parameter OIDCProviderArn is wrongly formed.")
         try:
             duration = int(params.get("DurationSeconds") or 3600)
         except ValueError:
             duration = 0
         if not 900 <= duration <= 43_200:
-            raise _Reject(400, "InvalidParameter.DurationSeconds", "The DurationSeconds is out of range (900-43200).")
+            raise Rejected(400, "InvalidParameter.DurationSeconds", "The DurationSeconds is out of range (900-43200).")
         token = params["OIDCToken"]
         now = self.state.clock()
         claims = _check_oidc_token(token, now)
@@ -518,16 +510,16 @@ def _read_criteria(text: str | None) -> list[tuple[str, str]]:
     try:
         items = json.loads(text)
     except ValueError:
-        raise _Reject(400, "InvalidParameter", "Specified parameter Criteria is not valid JSON.") from None
+        raise Rejected(400, "InvalidParameter", "Specified parameter Criteria is not valid JSON.") from None
     if not isinstance(items, list):
-        raise _Reject(400, "InvalidParameter", "Specified parameter Criteria must be a JSON array.")
+        raise Rejected(400, "InvalidParameter", "Specified parameter Criteria must be a JSON array.")
     criteria = []
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or "value" not in item:
-            raise _Reject(400, "InvalidParameter", "Each Criteria entry needs a name and a value.")
+            raise Rejected(400, "InvalidParameter", "Each Criteria entry needs a name and a value.")
         field = _CRITERIA_FIELDS.get(item["name"])
         if field is None:
-            raise _Reject(400, "InvalidParameter", f"Criteria name {item['name']} is not supported.")
+            raise Rejected(400, "InvalidParameter", f"Criteria name {item['name']} is not supported.")
         criteria.append((field, str(item["value"])))
     return criteria
 
@@ -541,20 +533,20 @@ def _positive_int(params: Mapping[str, str], name: str, default: int) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise _Reject(400, "InvalidParameter", f"Specified parameter {name} is not valid.")
+        raise Rejected(400, "InvalidParameter", f"Specified parameter {name} is not valid.")
     return value
 
 
 def _check_oidc_token(token: str, now: float) -> dict[str, Any]:
     """The token's claims when it passes cloudsim's rule (see the module docstring)."""
     if not 4 <= len(token) <= _MAX_OIDC_TOKEN:
-        raise _Reject(400, "InvalidParameter.OIDCToken", "The OIDCToken length must be 4 to 20000 characters.")
+        raise Rejected(400, "InvalidParameter.OIDCToken", "The OIDCToken length must be 4 to 20000 characters.")
     if token.lower().startswith("invalid"):
-        raise _Reject(400, "AuthenticationFail.OIDCToken.Invalid", "The OIDC token is invalid.")
+        raise Rejected(400, "AuthenticationFail.OIDCToken.Invalid", "The OIDC token is invalid.")
     claims = _jwt_claims(token)
     expires = claims.get("exp")
     if isinstance(expires, int | float) and expires <= now:
-        raise _Reject(400, "AuthenticationFail.OIDCToken.Expired", "The OIDC token has expired.")
+        raise Rejected(400, "AuthenticationFail.OIDCToken.Expired", "The OIDC token has expired.")
     return claims
 
 
