@@ -73,13 +73,20 @@ def current_token(token_file: Path) -> str:
 # --- the environment chain -----------------------------------------------------------------------
 
 
+def rrsa_env(token_file: str) -> dict[str, str]:
+    """The three variables that select RRSA: the role, the OIDC provider and the projected token file."""
+    return {
+        "ALIBABA_CLOUD_ROLE_ARN": ROLE_ARN,
+        "ALIBABA_CLOUD_OIDC_PROVIDER_ARN": PROVIDER_ARN,
+        "ALIBABA_CLOUD_OIDC_TOKEN_FILE": token_file,
+    }
+
+
 def test_access_keys_come_first() -> None:
     env = {
         "ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAI5tExampleKey0001",
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "s3cret-value",
-        "ALIBABA_CLOUD_ROLE_ARN": ROLE_ARN,
-        "ALIBABA_CLOUD_OIDC_PROVIDER_ARN": PROVIDER_ARN,
-        "ALIBABA_CLOUD_OIDC_TOKEN_FILE": "/var/run/secrets/token",
+        **rrsa_env("/var/run/secrets/token"),
     }
     provider = from_environment(env)
     assert isinstance(provider, StaticCredentials)
@@ -101,9 +108,7 @@ def test_security_token_makes_sts_credentials() -> None:
 
 def test_rrsa_when_all_three_are_set() -> None:
     env = {
-        "ALIBABA_CLOUD_ROLE_ARN": ROLE_ARN,
-        "ALIBABA_CLOUD_OIDC_PROVIDER_ARN": PROVIDER_ARN,
-        "ALIBABA_CLOUD_OIDC_TOKEN_FILE": "/var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token",
+        **rrsa_env("/var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token"),
         "ALIBABA_CLOUD_ROLE_SESSION_NAME": "gate",
         "ALIBABA_CLOUD_STS_REGION": "cn-hangzhou",
     }
@@ -155,9 +160,7 @@ def test_blank_values_count_as_unset() -> None:
     env = {
         "ALIBABA_CLOUD_ACCESS_KEY_ID": " ",
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "",
-        "ALIBABA_CLOUD_ROLE_ARN": ROLE_ARN,
-        "ALIBABA_CLOUD_OIDC_PROVIDER_ARN": PROVIDER_ARN,
-        "ALIBABA_CLOUD_OIDC_TOKEN_FILE": "/token",
+        **rrsa_env("/token"),
     }
     assert isinstance(from_environment(env), RrsaCredentials)
 
@@ -239,9 +242,7 @@ def token_file(tmp_path: Path) -> Path:
 async def rrsa(sts: Sts, token_file: Path, clock: FakeClock) -> AsyncIterator[RrsaCredentials]:
     url = sts.url
     env = {
-        "ALIBABA_CLOUD_ROLE_ARN": ROLE_ARN,
-        "ALIBABA_CLOUD_OIDC_PROVIDER_ARN": PROVIDER_ARN,
-        "ALIBABA_CLOUD_OIDC_TOKEN_FILE": str(token_file),
+        **rrsa_env(str(token_file)),
         "ALIBABA_CLOUD_STS_ENDPOINT": url,
     }
     provider = from_environment(env, clock=clock)
