@@ -13,7 +13,7 @@ types are closed unions, so that the wording in `messages` can cover every one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import ClassVar, Literal, TypeAlias
 
 from image_gate.core.imagefacts import FactName, failure_fields
@@ -45,19 +45,29 @@ __all__ = [
 Problem = Literal["violation", "unresolved"]
 
 
+class _Fields:
+    """A value whose ``as_dict`` is its ``kind`` and its fields, as they are."""
+
+    __slots__ = ()
+    kind: ClassVar[str]
+
+    def as_dict(self) -> dict[str, object]:
+        data: dict[str, object] = {"type": self.kind}
+        data.update((field.name, getattr(self, field.name)) for field in fields(self))  # type: ignore[arg-type]
+        return data
+
+
 # -- what was found
 
 
 @dataclass(frozen=True, slots=True)
-class OperatingSystem:
+class OperatingSystem(_Fields):
     """The base image's OS, as HSS names it."""
 
+    kind: ClassVar[str] = "os"
     problem: ClassVar[Problem] = "violation"
     name: str
     version: str
-
-    def as_dict(self) -> dict[str, object]:
-        return {"type": "os", "name": self.name, "version": self.version}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,48 +88,40 @@ class BaseLayer:
 
 
 @dataclass(frozen=True, slots=True)
-class Tag:
+class Tag(_Fields):
     """The image is referenced by this tag, not by digest."""
 
+    kind: ClassVar[str] = "tag"
     problem: ClassVar[Problem] = "violation"
     tag: str | None
 
-    def as_dict(self) -> dict[str, object]:
-        return {"type": "tag", "tag": self.tag}
-
 
 @dataclass(frozen=True, slots=True)
-class Digest:
+class Digest(_Fields):
     """The image's digest: pinned in the reference, or the registry's for its tag."""
 
+    kind: ClassVar[str] = "digest"
     problem: ClassVar[Problem] = "violation"
     digest: str
     source: Literal["pinned", "registry"]
 
-    def as_dict(self) -> dict[str, object]:
-        return {"type": "digest", "digest": self.digest, "source": self.source}
-
 
 @dataclass(frozen=True, slots=True)
-class PinnedDigest:
+class PinnedDigest(_Fields):
     """The digest pinned in the reference, where it differs from the registry's."""
 
+    kind: ClassVar[str] = "pinned_digest"
     problem: ClassVar[Problem] = "violation"
     digest: str
 
-    def as_dict(self) -> dict[str, object]:
-        return {"type": "pinned_digest", "digest": self.digest}
-
 
 @dataclass(frozen=True, slots=True)
-class InvalidReference:
+class InvalidReference(_Fields):
     """The image string is not a valid reference; ``reason`` says what is wrong with it."""
 
+    kind: ClassVar[str] = "invalid_reference"
     problem: ClassVar[Problem] = "violation"
     reason: str
-
-    def as_dict(self) -> dict[str, object]:
-        return {"type": "invalid_reference", "reason": self.reason}
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,11 +186,10 @@ class ApprovedLayers:
 
 
 @dataclass(frozen=True, slots=True)
-class PinnedReference:
+class PinnedReference(_Fields):
     """``digest.requirePinned``: a reference by digest."""
 
-    def as_dict(self) -> dict[str, object]:
-        return {"type": "pinned_reference"}
+    kind: ClassVar[str] = "pinned_reference"
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,22 +203,19 @@ class AllowedDigests:
 
 
 @dataclass(frozen=True, slots=True)
-class RegistryDigest:
+class RegistryDigest(_Fields):
     """``digest.matchRegistry``: the digest the registry has for the tag."""
 
+    kind: ClassVar[str] = "registry_digest"
     digest: str
     tag: str
 
-    def as_dict(self) -> dict[str, object]:
-        return {"type": "registry_digest", "digest": self.digest, "tag": self.tag}
-
 
 @dataclass(frozen=True, slots=True)
-class ValidReference:
+class ValidReference(_Fields):
     """Any policy covering the namespace: an image reference a node could pull."""
 
-    def as_dict(self) -> dict[str, object]:
-        return {"type": "valid_reference"}
+    kind: ClassVar[str] = "valid_reference"
 
 
 ExpectedValue: TypeAlias = (
