@@ -318,18 +318,23 @@ def test_every_container_is_locked_down(rendered: dict[str, list[Doc]], scenario
         assert spec.get("hostPID", False) is False, where
 
 
+def granted_verbs(role: Doc) -> dict[tuple[str, str], set[str]]:
+    """The verbs a Role or ClusterRole grants, by (API group, resource); a rule may name nothing else."""
+    granted: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        assert set(rule) <= {"apiGroups", "resources", "verbs"}, f"unexpected rule fields: {rule}"
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                granted.setdefault((group, resource), set()).update(rule["verbs"])
+    return granted
+
+
 @pytest.mark.parametrize("scenario", scenario_params())
 def test_rbac_is_least_privilege(rendered: dict[str, list[Doc]], scenario: str) -> None:
     docs = rendered[scenario]
     lease_role = one(docs, "Role")
     assert lease_role["metadata"]["namespace"] == NAMESPACE
-    lease_granted: dict[tuple[str, str], set[str]] = {}
-    for rule in lease_role["rules"]:
-        assert set(rule) <= {"apiGroups", "resources", "verbs"}, f"unexpected rule fields: {rule}"
-        for group in rule["apiGroups"]:
-            for resource in rule["resources"]:
-                lease_granted.setdefault((group, resource), set()).update(rule["verbs"])
-    assert lease_granted == EXPECTED_LEASE_RBAC
+    assert granted_verbs(lease_role) == EXPECTED_LEASE_RBAC
     lease_binding = one(docs, "RoleBinding")
     assert lease_binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
@@ -338,13 +343,7 @@ def test_rbac_is_least_privilege(rendered: dict[str, list[Doc]], scenario: str) 
     }
     role = one(docs, "ClusterRole")
     assert "*" not in set(walk(role)), "wildcard in the ClusterRole"
-    granted: dict[tuple[str, str], set[str]] = {}
-    for rule in role["rules"]:
-        assert set(rule) <= {"apiGroups", "resources", "verbs"}, f"unexpected rule fields: {rule}"
-        for group in rule["apiGroups"]:
-            for resource in rule["resources"]:
-                granted.setdefault((group, resource), set()).update(rule["verbs"])
-    assert granted == EXPECTED_RBAC
+    assert granted_verbs(role) == EXPECTED_RBAC
     binding = one(docs, "ClusterRoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
