@@ -329,27 +329,23 @@ def granted_verbs(role: Doc) -> dict[tuple[str, str], set[str]]:
     return granted
 
 
+def role_ref(role: Doc) -> dict[str, str]:
+    """What a binding of this Role or ClusterRole names in its ``roleRef``."""
+    return {"apiGroup": "rbac.authorization.k8s.io", "kind": role["kind"], "name": role["metadata"]["name"]}
+
+
 @pytest.mark.parametrize("scenario", scenario_params())
 def test_rbac_is_least_privilege(rendered: dict[str, list[Doc]], scenario: str) -> None:
     docs = rendered[scenario]
     lease_role = one(docs, "Role")
     assert lease_role["metadata"]["namespace"] == NAMESPACE
     assert granted_verbs(lease_role) == EXPECTED_LEASE_RBAC
-    lease_binding = one(docs, "RoleBinding")
-    assert lease_binding["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "Role",
-        "name": lease_role["metadata"]["name"],
-    }
+    assert one(docs, "RoleBinding")["roleRef"] == role_ref(lease_role)
     role = one(docs, "ClusterRole")
     assert "*" not in set(walk(role)), "wildcard in the ClusterRole"
     assert granted_verbs(role) == EXPECTED_RBAC
     binding = one(docs, "ClusterRoleBinding")
-    assert binding["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "ClusterRole",
-        "name": role["metadata"]["name"],
-    }
+    assert binding["roleRef"] == role_ref(role)
     service_account = one(docs, "ServiceAccount")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": service_account["metadata"]["name"], "namespace": NAMESPACE}
