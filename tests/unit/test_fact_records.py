@@ -107,10 +107,55 @@ OUTCOMES: list[Outcome[Any]] = [
 ]
 
 
-@pytest.mark.parametrize("outcome", OUTCOMES, ids=lambda o: type(o).__name__)
+@pytest.mark.parametrize(
+    "outcome", [o for o in OUTCOMES if not isinstance(o, Unauthorized)], ids=lambda o: type(o).__name__
+)
 def test_every_outcome_survives_the_round_trip(outcome: Outcome[Any]) -> None:
     record = FactRecord(outcome, observed_at=1_800_000_000.0, expires_at=1_800_000_300.0)
     assert record_from_status(status_of(record)) == record
+
+
+def test_the_hss_image_id_survives_the_round_trip() -> None:
+    record = FactRecord(OUTCOMES[0], observed_at=1_800_000_000.0, expires_at=None, hss_image_id="img-7f3a")
+    status = status_of(record)
+    assert status["hssImageId"] == "img-7f3a"
+    assert record_from_status(status) == record
+
+
+IDENTITY = "user iam-user-gate (account 0a1b2c3d4e) on arn:aws:iam::123456789012:role/gate via http://169.254.170.23/v1"
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        Unauthorized(cloud="huawei", api="ListRegistryImages", detail=f"denied: {IDENTITY}", request_id="r-1"),
+        Unauthorized(cloud="aliyun", api="DescribeImage", detail=f"no credentials: {IDENTITY}"),
+        Unavailable(
+            cloud="aliyun",
+            api="DescribeImage",
+            detail=f"no credentials: {IDENTITY}",
+            public_detail="no credentials: image-gate's credential service did not answer usefully",
+        ),
+    ],
+    ids=["unauthorized", "unauthorized-without-request-id", "credential-service-down"],
+)
+def test_a_stored_failure_carries_only_what_pod_creators_may_read(failure: Failure) -> None:
+    status = status_of(FactRecord(failure, observed_at=1_800_000_000.0, expires_at=1_800_000_030.0))
+    assert "iam-user-gate" not in str(status)
+    assert "arn:aws" not in str(status)
+    assert "169.254" not in str(status)
+    again = record_from_status(status).outcome
+    assert type(again) is type(failure)
+    assert isinstance(again, Failure)
+    assert (again.cloud, again.api, again.code, again.request_id) == (
+        failure.cloud,
+        failure.api,
+        failure.code,
+        failure.request_id,
+    )
+    # What a denial quotes is what it would have quoted before the fact was stored, and nothing more.
+    assert again.public_message == failure.public_message
+    assert "iam-user-gate" not in again.message
 
 
 def test_a_fact_about_a_digest_has_no_expiry() -> None:

@@ -47,6 +47,22 @@ async def test_a_miss_on_a_follower_is_resolved_once_by_the_leader(time: FakeTim
     assert cluster.status_writes == 2
 
 
+async def test_the_leader_stores_the_id_hss_knows_each_image_by(time: FakeTime, cluster: Cluster) -> None:
+    leader = Replica(cluster, time)
+    leader.facts.start_leading()
+    for image, image_id in ((APP_V1, "id-v1"), (APP_V2, "id-v2")):
+        direct = await leader.resolver.resolve(image, base_image=True, digest=False, deadline=time.deadline(3.0))
+        assert direct.hss_image_id == image_id, "the resolver tells which HSS image it found"
+        await resolve(leader, time, image)
+        stored = cluster.facts[FactKey("huawei", MAPPING.hss_location(image), image).name]  # type: ignore[arg-type]
+        assert stored.record is not None
+        # v2 shares v1's base image (same digest, one basic-image call), never its HSS id.
+        assert stored.record.hss_image_id == image_id
+    acr = cluster.facts[FactKey("aliyun", MAPPING.acr_location(APP_V1), APP_V1).name]  # type: ignore[arg-type]
+    assert acr.record is not None
+    assert acr.record.hss_image_id is None
+
+
 async def test_a_replica_that_starts_knows_every_stored_fact(time: FakeTime, cluster: Cluster) -> None:
     leader = Replica(cluster, time)
     leader.facts.start_leading()

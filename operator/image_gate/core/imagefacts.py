@@ -47,6 +47,8 @@ class ImageFacts:
     registry_digest: Outcome[str] | None = None
     stale: tuple[StaleFact, ...] = ()
     """The facts above that are stale `Found` answers; empty when everything is fresh."""
+    hss_image_id: str | None = None
+    """The id HSS knows the image by, when its lookup found the image (stored in the ImageFact)."""
 
 
 def failure_fields(failure: Failure) -> dict[str, object]:

@@ -18,8 +18,17 @@ is ``Found``, ``NotFound``, ``NotApplicable`` or a failure's kind spelled as a
 type (``Unauthorized``, ``Throttled``, ...). A `Found` carries the fact (the
 base image of an HSS fact, the digest of an ACR fact); every status carries
 when it was observed and, except for facts that never change, when it
-expires. Times are wall-clock seconds since the epoch here, RFC 3339 in the
-object, because every replica reads them against its own clock.
+expires, and an HSS fact the id HSS knows the image by (``hssImageId``, for
+an HSS console search or a support ticket). Times are wall-clock seconds since
+the epoch here, RFC 3339 in the object, because every replica reads them
+against its own clock.
+
+**Only what pod creators may read.** Whoever may read ImageFacts, and every
+pod creator whose denial quotes a stored failure, reads ``message``: a
+failure's message is its pod-facing detail (`Failure.public_detail`; for
+`Unauthorized`, fixed words), never the detail that names image-gate's cloud
+identity (IAM user and account, role ARN, credential service URI), which stays
+in the leader's log.
 """
 
 from __future__ import annotations
@@ -57,6 +66,7 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "REQUESTED_AT",
     "REQUESTED_BY",
+    "UNAUTHORIZED_DETAIL",
     "Cloud",
     "FactKey",
     "FactRecord",
@@ -89,6 +99,11 @@ _CLOUD_PREFIX: Final[Mapping[str, str]] = {"huawei": "hss", "aliyun": "acr"}
 
 _MAX_TEXT = 512
 """Messages and details are cut to this length: a fact stays a few hundred bytes."""
+_MAX_ID = 128
+"""As the CRD allows for ``status.hssImageId``."""
+
+UNAUTHORIZED_DETAIL: Final = "the cloud refused image-gate's credentials, or it has none (see image-gate's log)"
+"""What an `Unauthorized` fact says in the cluster: the cloud's own words name image-gate's identity."""
 
 _FAILURE_TYPES: Final[Mapping[str, type[Failure]]] = {
     "Unauthorized": Unauthorized,
@@ -175,6 +190,8 @@ class FactRecord:
     """Seconds since the epoch."""
     expires_at: float | None
     """Seconds since the epoch; None for facts that never change (those about a digest)."""
+    hss_image_id: str | None = None
+    """HSS's id of the image (``ListRegistryImages``'s ``image_id``), when an HSS lookup found the image."""
 
     def fresh(self, now: float) -> bool:
         return self.expires_at is None or now < self.expires_at
@@ -243,7 +260,7 @@ def status_of(record: FactRecord) -> dict[str, Any]:
         status["message"] = _short(outcome.detail)
         request_id = None
     else:
-        status["message"] = _short(outcome.detail)
+        status["message"] = _short(_pod_facing_detail(outcome))
         failure: dict[str, Any] = {"cloud": outcome.cloud, "api": outcome.api}
         if outcome.code:
             failure["code"] = outcome.code
@@ -253,7 +270,16 @@ def status_of(record: FactRecord) -> dict[str, Any]:
         request_id = outcome.request_id
     if request_id:
         status["requestId"] = _short(request_id)
+    if record.hss_image_id:
+        status["hssImageId"] = record.hss_image_id[:_MAX_ID]
     return status
+
+
+def _pod_facing_detail(failure: Failure) -> str:
+    """The failure's detail as a pod creator may read it: without image-gate's cloud identity."""
+    if isinstance(failure, Unauthorized):
+        return UNAUTHORIZED_DETAIL
+    return failure.detail if failure.public_detail is None else failure.public_detail
 
 
 def _text(data: Mapping[str, Any], key: str, *, required: bool = True) -> str | None:
@@ -312,6 +338,7 @@ def record_from_status(status: Mapping[str, Any]) -> FactRecord:
         outcome=outcome_from_status(status),
         observed_at=from_rfc3339(observed or ""),
         expires_at=from_rfc3339(expires) if expires is not None else None,
+        hss_image_id=_text(status, "hssImageId", required=False),
     )
 
 

@@ -178,9 +178,11 @@ class _Resolved:
     age: float = 0.0
     """For a stale fact: the age of its oldest stale step."""
     because: tuple[Failure, ...] = ()
+    found_id: str | None = None
+    """The cloud's id of what the chain's first step found (HSS's image id), when it has one."""
 
     @classmethod
-    def of(cls, *answers: Answer[Any]) -> _Resolved:
+    def of(cls, *answers: Answer[Any], found_id: str | None = None) -> _Resolved:
         """The last answer's outcome; a `Found` is stale if any step of the chain was.
 
         A failure or "not found" reached through a stale step is just that: it is
@@ -188,12 +190,13 @@ class _Resolved:
         """
         outcome = answers[-1].outcome
         if not isinstance(outcome, Found) or not any(a.stale for a in answers):
-            return cls(outcome)
+            return cls(outcome, found_id=found_id)
         return cls(
             outcome,
             stale=True,
             age=max(a.age for a in answers if a.stale),
             because=tuple(a.error for a in answers if a.error is not None),
+            found_id=found_id,
         )
 
     def staleness(self, fact: FactName) -> tuple[StaleFact, ...]:
@@ -293,6 +296,7 @@ class FactResolver:
             registry_digest=registry.outcome if registry is not None else None,
             stale=(base.staleness("base image") if base is not None else ())
             + (registry.staleness("registry digest") if registry is not None else ()),
+            hss_image_id=base.found_id if base is not None else None,
         )
 
     async def aclose(self) -> None:
@@ -329,6 +333,7 @@ class FactResolver:
             lambda found, budget: breaker.call(HSS_BASE_API, lambda: hss.base_image(found, location, deadline=budget)),
             deadline=deadline,
             first_ttl=ttl,
+            found_id=lambda found: found.image_id or None,
         )
 
     # -- SAS: reference -> ACR repository (ids) -> the tag's current digest
@@ -370,12 +375,14 @@ async def _chain(
     *,
     deadline: Deadline,
     first_ttl: TtlChoice = DEFAULT_TTL,
+    found_id: Callable[[F], str | None] = lambda _: None,
 ) -> _Resolved:
     """Two cached lookups in a row, where the first finds what the second asks about.
 
     As soon as the first finds its answer it starts the second in the
     background, so a request whose deadline passes between the two still
-    leaves both answers in the cache for the API server's retry.
+    leaves both answers in the cache for the API server's retry. ``found_id``
+    names what the first step found (HSS's image id), for the record.
     """
 
     async def find_and_warm(budget: Deadline) -> Outcome[F]:
@@ -390,7 +397,7 @@ async def _chain(
         return _Resolved.of(step_one)
     found = step_one.outcome.value
     step_two = await second.get(second_key(found), lambda b: fetch(found, b), deadline=deadline)
-    return _Resolved.of(step_one, step_two)
+    return _Resolved.of(step_one, step_two, found_id=found_id(found))
 
 
 def _base_key(image: RegistryImageLike, location: HssLocation) -> Hashable:

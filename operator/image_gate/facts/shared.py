@@ -516,7 +516,9 @@ class SharedFacts:
         if facts.stale:
             return  # a stale fact stands in for a failure: the stored record stays as it was
         now = self._wall()
-        await self._store(key, FactRecord(outcome, observed_at=now, expires_at=self._expiry(key, outcome, now)))
+        expires_at = self._expiry(key, outcome, now)
+        record = FactRecord(outcome, observed_at=now, expires_at=expires_at, hss_image_id=facts.hss_image_id)
+        await self._store(key, record)
 
     async def _store(self, key: FactKey, record: FactRecord) -> None:
         """Write ``record``, guarded by the resourceVersion last seen; on a conflict, look again and retry.
