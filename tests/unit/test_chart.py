@@ -847,26 +847,40 @@ def test_url_mode_for_development(rendered: dict[str, list[Doc]], helm: Path) ->
 # --------------------------------------------------------------------------- credentials
 
 
-def test_huawei_credentials_from_an_existing_secret(rendered: dict[str, list[Doc]]) -> None:
-    env = env_of(deployment_container(rendered["creds-huawei-secret"]))
+@pytest.mark.parametrize(
+    ("scenario", "expected"),
+    [
+        pytest.param(
+            "creds-huawei-secret",
+            {
+                "HUAWEICLOUD_SDK_AK": {"name": "hw-creds", "key": "HUAWEICLOUD_SDK_AK"},
+                "HUAWEICLOUD_SDK_SK": {"name": "hw-creds", "key": "HUAWEICLOUD_SDK_SK"},
+            },
+            id="huawei",
+        ),
+        pytest.param(
+            "creds-aliyun-secret",
+            {
+                "ALIBABA_CLOUD_ACCESS_KEY_ID": {"name": "ali-creds", "key": "ALIBABA_CLOUD_ACCESS_KEY_ID"},
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET": {"name": "ali-creds", "key": "ALIBABA_CLOUD_ACCESS_KEY_SECRET"},
+                "ALIBABA_CLOUD_SECURITY_TOKEN": {"name": "ali-creds", "key": "sts"},
+            },
+            id="aliyun",
+        ),
+    ],
+)
+def test_credentials_from_an_existing_secret(
+    rendered: dict[str, list[Doc]], scenario: str, expected: dict[str, dict[str, str]]
+) -> None:
+    env = env_of(deployment_container(rendered[scenario]))
     refs = {name: item["valueFrom"]["secretKeyRef"] for name, item in env.items() if name in CREDENTIAL_ENV}
-    assert refs == {
-        "HUAWEICLOUD_SDK_AK": {"name": "hw-creds", "key": "HUAWEICLOUD_SDK_AK"},
-        "HUAWEICLOUD_SDK_SK": {"name": "hw-creds", "key": "HUAWEICLOUD_SDK_SK"},
-    }
+    assert refs == expected
+
+
+def test_huawei_credentials_from_an_existing_secret_with_every_key(rendered: dict[str, list[Doc]]) -> None:
     env = env_of(deployment_container(rendered["creds-huawei-secret-all-keys"]))
     assert env["HUAWEICLOUD_SDK_SECURITY_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hw-creds", "key": "token"}
     assert env["HUAWEICLOUD_SDK_PROJECT_ID"]["valueFrom"]["secretKeyRef"] == {"name": "hw-creds", "key": "project"}
-
-
-def test_aliyun_credentials_from_an_existing_secret(rendered: dict[str, list[Doc]]) -> None:
-    env = env_of(deployment_container(rendered["creds-aliyun-secret"]))
-    refs = {name: item["valueFrom"]["secretKeyRef"] for name, item in env.items() if name in CREDENTIAL_ENV}
-    assert refs == {
-        "ALIBABA_CLOUD_ACCESS_KEY_ID": {"name": "ali-creds", "key": "ALIBABA_CLOUD_ACCESS_KEY_ID"},
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": {"name": "ali-creds", "key": "ALIBABA_CLOUD_ACCESS_KEY_SECRET"},
-        "ALIBABA_CLOUD_SECURITY_TOKEN": {"name": "ali-creds", "key": "sts"},
-    }
 
 
 def test_rrsa_and_workload_identity_annotations(rendered: dict[str, list[Doc]]) -> None:
