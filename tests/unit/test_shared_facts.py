@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import replace
 
 import pytest
 
 from image_gate.core.images import ImageReference
-from image_gate.core.outcomes import Found, NotApplicable, NotFound, TimedOut
+from image_gate.core.outcomes import Found, NotApplicable, NotFound, TimedOut, Unauthorized
 from image_gate.facts.calllog import Handover
-from image_gate.facts.records import FactKey, FactRecord, StoredFact
+from image_gate.facts.records import FactKey, FactRecord, StoredFact, status_of
 from image_gate.facts.regions import HSS_REGIONS, RegionAllowList
 from image_gate.facts.shared import REQUESTING_NAMESPACE, WriteResult
 from tests.factcluster import Backend, Cluster, Replica, resolve
@@ -61,6 +62,27 @@ async def test_the_leader_stores_the_id_hss_knows_each_image_by(time: FakeTime, 
     acr = cluster.facts[FactKey("aliyun", MAPPING.acr_location(APP_V1), APP_V1).name]  # type: ignore[arg-type]
     assert acr.record is not None
     assert acr.record.hss_image_id is None
+
+
+async def test_a_refused_credential_reaches_pods_and_the_cluster_without_who_image_gate_is(
+    time: FakeTime, cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    leader, follower = Replica(cluster, time), Replica(cluster, time)
+    leader.facts.start_leading()
+    locked = ImageReference.parse(f"{MIRROR}/team/locked:v1")
+    identity = "IAM user gate-reader of account 0a1b2c3d4e"
+    leader.hss.images[str(locked)] = Unauthorized(
+        cloud="huawei", api="ListRegistryImages", detail=f"{identity} may not list images", request_id="r-9"
+    )
+    with caplog.at_level(logging.WARNING, logger="image_gate.facts.shared"):
+        facts = await resolve(follower, time, locked)
+    refused = facts.base_image
+    assert isinstance(refused, Unauthorized)
+    assert "gate-reader" not in refused.public_message
+    stored = cluster.facts[FactKey("huawei", MAPPING.hss_location(locked), locked).name]  # type: ignore[arg-type]
+    assert stored.record is not None
+    assert "gate-reader" not in str(status_of(stored.record)), "what the API server would keep"
+    assert identity in caplog.text, "the whole detail is in the leader's log"
 
 
 async def test_a_replica_that_starts_knows_every_stored_fact(time: FakeTime, cluster: Cluster) -> None:

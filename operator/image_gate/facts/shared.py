@@ -46,7 +46,7 @@ from typing import Any, Final, Literal, Protocol
 from image_gate.core.clock import Clock, Deadline, Sleep, monotonic, sleep
 from image_gate.core.imagefacts import FactName, ImageFacts, StaleFact
 from image_gate.core.images import ImageReference
-from image_gate.core.outcomes import Found, NotApplicable, NotFound, Outcome, Throttled, TimedOut
+from image_gate.core.outcomes import Failure, Found, NotApplicable, NotFound, Outcome, Throttled, TimedOut
 from image_gate.facts.calllog import Handover
 from image_gate.facts.fairqueue import FairQueue
 from image_gate.facts.records import Cloud, FactKey, FactRecord, StoredFact
@@ -515,6 +515,10 @@ class SharedFacts:
         self._answer(key.name, (outcome, facts.stale))
         if facts.stale:
             return  # a stale fact stands in for a failure: the stored record stays as it was
+        if isinstance(outcome, Failure):
+            # The ImageFact keeps only the pod-facing words (facts.records): the whole detail,
+            # which may name image-gate's cloud identity, is in the leader's log.
+            logger.warning("the fact %s (%s) could not be resolved: %s", key.name, key.image, outcome.message)
         now = self._wall()
         expires_at = self._expiry(key, outcome, now)
         record = FactRecord(outcome, observed_at=now, expires_at=expires_at, hss_image_id=facts.hss_image_id)
