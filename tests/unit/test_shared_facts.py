@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from image_gate.core.imagefacts import ImageFacts
 from image_gate.core.images import ImageReference
 from image_gate.core.outcomes import Found, NotApplicable, NotFound, TimedOut, Unauthorized
 from image_gate.facts.calllog import Handover
@@ -119,6 +120,48 @@ async def test_without_a_leader_the_review_times_out_and_asks_only_once(time: Fa
     assert facts.base_image == Found(DEBIAN)
 
 
+async def test_a_fact_nobody_answers_is_forgotten_when_its_reviews_give_up(time: FakeTime, cluster: Cluster) -> None:
+    follower = Replica(cluster, time)
+    for n in range(20):
+        image = ImageReference.parse(f"{MIRROR}/team/never{n}:v1")
+        facts = await resolve(follower, time, image)
+        assert isinstance(facts.base_image, TimedOut)
+    assert follower.facts.awaited == 0, "no leader answered; nothing is kept waiting for it"
+
+
+async def test_a_review_that_gives_up_does_not_drop_the_answer_another_waits_for(
+    time: FakeTime, cluster: Cluster
+) -> None:
+    follower = Replica(cluster, time)
+
+    def review(seconds: float) -> asyncio.Future[ImageFacts]:
+        return asyncio.ensure_future(
+            follower.facts.resolve(APP_V1, base_image=True, digest=False, deadline=time.deadline(seconds))
+        )
+
+    impatient, patient = review(1.0), review(10.0)
+    await time.advance(2.0)
+    assert isinstance(impatient.result().base_image, TimedOut)
+    assert follower.facts.awaited == 1, "the patient review still waits"
+    leader = Replica(cluster, time)
+    leader.facts.start_leading()
+    await time.advance(1.0)
+    assert patient.result().base_image == Found(DEBIAN)
+    assert follower.facts.awaited == 0
+
+
+async def test_a_drained_namespace_leaves_the_pending_metric(time: FakeTime, cluster: Cluster) -> None:
+    leader = Replica(cluster, time, latency=1.0)
+    leader.facts.start_leading()
+    for namespace, image in (("team-a", APP_V1), ("team-b", APP_V2)):
+        REQUESTING_NAMESPACE.set(namespace)
+        await resolve(leader, time, image, seconds=5.0)
+    reported = leader.metrics.pending
+    assert any(counts.get("team-a") for counts in reported), "team-a's lookups were counted while pending"
+    assert reported[-1] == {}, "and once drained, no namespace is reported, not even with 0"
+    assert all(0 not in counts.values() for counts in reported)
+
+
 async def test_not_found_is_stored_for_the_negative_ttl(time: FakeTime, cluster: Cluster) -> None:
     leader, follower = Replica(cluster, time), Replica(cluster, time)
     leader.facts.start_leading()
@@ -169,6 +212,7 @@ async def test_a_flooding_namespace_does_not_starve_another(time: FakeTime, clus
     for task in tasks:
         task.cancel()
     await leader.facts.aclose()
+    assert leader.metrics.pending[-1] == {}, "a replica that stops leading reports nothing pending"
 
 
 async def test_a_new_leader_waits_out_its_predecessors_hss_window(time: FakeTime, cluster: Cluster) -> None:

@@ -120,6 +120,8 @@ class Metrics:
             "Lookups waiting in the leader's fair queue, by the namespace that asked.",
             "namespace",
         )
+        self._pending_namespaces: set[str] = set()
+        """The namespaces ``pending_lookups`` has a series for."""
         self.facts = gauge("image_gate_facts", "ImageFacts in the cluster, by state (Pending until resolved).", "state")
 
         self.fact_cap_reached = gauge(
@@ -199,8 +201,12 @@ class Metrics:
         self.fact_store_degraded.inc()
 
     def pending_by_namespace(self, counts: Mapping[str, int]) -> None:
+        # A drained namespace's series is removed: namespaces come and go, and a flood of made-up ones must not stay.
+        for namespace in self._pending_namespaces - counts.keys():
+            self.pending_lookups.remove(namespace)
         for namespace, count in counts.items():
             self.pending_lookups.labels(namespace).set(count)
+        self._pending_namespaces = set(counts)
 
     def fact_cap(self, *, count: int, reached: bool) -> None:
         self.fact_cap_reached.set(1 if reached else 0)

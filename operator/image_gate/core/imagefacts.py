@@ -11,7 +11,7 @@ the admission warning (`image_gate.core.messages.stale_warning`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from image_gate.core.outcomes import BaseImage, Failure, Outcome
@@ -47,8 +47,11 @@ class ImageFacts:
     registry_digest: Outcome[str] | None = None
     stale: tuple[StaleFact, ...] = ()
     """The facts above that are stale `Found` answers; empty when everything is fresh."""
-    hss_image_id: str | None = None
-    """The id HSS knows the image by, when its lookup found the image (stored in the ImageFact)."""
+    hss_image_id: str | None = field(default=None, compare=False)
+    """The id HSS knows the image by, when its lookup found the image (stored in the ImageFact).
+
+    Where a fact came from, not a fact the verdict stands on: two answers with
+    the same facts are equal whichever HSS image they were read from."""
 
 
 def failure_fields(failure: Failure) -> dict[str, object]:

@@ -123,7 +123,11 @@ class SharedFactsObserver(Protocol):
         """The store could not be written; facts are resolved in-process for a while."""
 
     def pending_by_namespace(self, counts: Mapping[str, int]) -> None:
-        """The leader's queue, by namespace (all namespaces it has seen; 0 when drained)."""
+        """The leader's queue, by namespace: only namespaces with lookups waiting.
+
+        A namespace absent from ``counts`` has none; its series goes, so that the
+        metric does not keep every namespace (or every name a flood made up) forever.
+        """
 
     def fact_cap(self, *, count: int, reached: bool) -> None:
         """How many ImageFacts there are, and whether the cap is reached (new ones are not created)."""
@@ -210,6 +214,8 @@ class SharedFacts:
         self._observer: SharedFactsObserver = observer if observer is not None else NullSharedFactsObserver()
         self._names: dict[tuple[Cloud, ImageReference], FactKey | None] = {}
         self._waiters: dict[str, asyncio.Future[_Answer]] = {}
+        self._waiting: dict[str, int] = {}
+        """Reviews waiting on each name's waiter: the last to give up drops it (a fact never answered)."""
         self._requests: dict[str, asyncio.Task[None]] = {}
         self._asked: dict[str, float | None] = {}
         self._marked: dict[str, float] = {}
@@ -218,7 +224,6 @@ class SharedFacts:
         """Names this replica asked for, with the observedAt of the answer it asked over (None: none yet)."""
         self._degraded_until = float("-inf")
         self._queue: FairQueue[str, FactKey] = FairQueue(max_items=settings.max_pending)
-        self._seen_namespaces: set[str] = set()
         self._workers: list[asyncio.Task[None]] = []
         self._handover = Handover()
         self._leading = False
@@ -230,6 +235,11 @@ class SharedFacts:
     @property
     def degraded(self) -> bool:
         return self._clock() < self._degraded_until
+
+    @property
+    def awaited(self) -> int:
+        """Facts some review of this replica is waiting for right now."""
+        return len(self._waiters)
 
     # -- the FactSource
 
@@ -315,11 +325,35 @@ class SharedFacts:
         return key
 
     async def _miss(self, key: FactKey, stored: StoredFact | None, deadline: Deadline, fact: FactName) -> _Answer:
-        started = self._clock()
         name = key.name
         waiter = self._waiters.get(name)
         if waiter is None or waiter.done():
             waiter = self._waiters[name] = asyncio.get_running_loop().create_future()
+        self._waiting[name] = self._waiting.get(name, 0) + 1
+        try:
+            return await self._wait_for_leader(key, stored, deadline, fact, waiter)
+        finally:
+            self._give_up_waiting(name)
+
+    def _give_up_waiting(self, name: str) -> None:
+        """One review stops waiting; when none is left, the waiter goes, so unanswered facts do not pile up."""
+        left = self._waiting.get(name, 1) - 1
+        if left > 0:
+            self._waiting[name] = left
+            return
+        self._waiting.pop(name, None)
+        self._waiters.pop(name, None)  # the next miss makes a new one; an answer for nobody is dropped
+
+    async def _wait_for_leader(
+        self,
+        key: FactKey,
+        stored: StoredFact | None,
+        deadline: Deadline,
+        fact: FactName,
+        waiter: asyncio.Future[_Answer],
+    ) -> _Answer:
+        started = self._clock()
+        name = key.name
         namespace = REQUESTING_NAMESPACE.get() or _NO_NAMESPACE
         if self._leading:
             self._enqueue(namespace, key)
@@ -477,13 +511,10 @@ class SharedFacts:
 
     def _enqueue(self, namespace: str, key: FactKey) -> None:
         if self._queue.push(namespace, key.name, key):
-            self._seen_namespaces.add(namespace)
             self._report_pending()
 
     def _report_pending(self) -> None:
-        counts = dict.fromkeys(self._seen_namespaces, 0)
-        counts.update(self._queue.pending_by_group())
-        self._observer.pending_by_namespace(counts)
+        self._observer.pending_by_namespace(self._queue.pending_by_group())
 
     async def _work(self) -> None:
         while True:
