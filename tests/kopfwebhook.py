@@ -29,7 +29,15 @@ from image_gate.kube.server import ReviewServer
 from image_gate.kube.webhook import HANDLED_RESOURCES, WebhookApp, register_webhooks
 from tests.reviews import review
 
-__all__ = ["NoFacts", "kopf_webhook_fn", "operator_registry", "pod", "review", "serving"]
+__all__ = [
+    "NoFacts",
+    "kopf_webhook_fn",
+    "operator_registry",
+    "pod",
+    "review",
+    "serving",
+    "serving_without_policies",
+]
 
 
 def kopf_webhook_fn(
@@ -88,6 +96,14 @@ async def serving(server: ReviewServer, fn: kopf.WebhookFn) -> AsyncIterator[str
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def serving_without_policies() -> AsyncIterator[str]:
+    """image-gate's real handlers, with no policy indexed and no facts, on plain HTTP on loopback; yield the URL."""
+    server = ReviewServer(address="127.0.0.1", port=0, ssl_context=None, url_host="127.0.0.1")
+    fn = kopf_webhook_fn(operator_registry(Admission(NoFacts())), memories=inventory.ResourceMemories())
+    async for url in serving(server, fn):
+        yield url
 
 
 def pod(*, env_bytes: int = 0, containers: int = 1, name: str = "web") -> dict[str, Any]:

@@ -14,13 +14,10 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 from aiohttp.web_log import AccessLogger
-from kopf._core.reactor.inventory import ResourceMemories
 
 from image_gate.app.logs import configure_logging
 from image_gate.app.settings import Settings, SettingsError, add_run_arguments
-from image_gate.core.admission import Admission
-from image_gate.kube.server import ReviewServer
-from tests.kopfwebhook import NoFacts, kopf_webhook_fn, operator_registry, pod, review, serving
+from tests.kopfwebhook import pod, review, serving_without_policies
 
 
 @pytest.fixture(autouse=True)
@@ -38,9 +35,7 @@ def restore_logging() -> Iterator[None]:
 
 @pytest.fixture
 async def url() -> AsyncIterator[str]:
-    server = ReviewServer(address="127.0.0.1", port=0, ssl_context=None, url_host="127.0.0.1")
-    fn = kopf_webhook_fn(operator_registry(Admission(NoFacts())), memories=ResourceMemories())
-    async for base in serving(server, fn):
+    async for base in serving_without_policies():
         yield base
 
 

@@ -26,7 +26,15 @@ from image_gate.core.policy import CompiledPolicy
 from image_gate.kube.readiness import Readiness
 from image_gate.kube.server import DEFAULT_MAX_REVIEW_BYTES, ReviewServer, _answer
 from image_gate.kube.webhook import guarded
-from tests.kopfwebhook import NoFacts, kopf_webhook_fn, operator_registry, pod, review, serving
+from tests.kopfwebhook import (
+    NoFacts,
+    kopf_webhook_fn,
+    operator_registry,
+    pod,
+    review,
+    serving,
+    serving_without_policies,
+)
 
 MiB = 1024 * 1024
 
@@ -40,9 +48,7 @@ class ExplodingAdmission(Admission):
 
 @pytest.fixture
 async def url() -> AsyncIterator[str]:
-    server = ReviewServer(address="127.0.0.1", port=0, ssl_context=None, url_host="127.0.0.1")
-    fn = kopf_webhook_fn(operator_registry(Admission(NoFacts())), memories=ResourceMemories())
-    async for base in serving(server, fn):
+    async for base in serving_without_policies():
         yield base
 
 
