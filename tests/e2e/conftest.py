@@ -15,9 +15,10 @@ from collections.abc import Iterator
 import pytest
 from harness import Binaries, BinariesMissingError, ControlPlane, locate
 
-# The fixtures of tests/e2e/imagegate.py (cloudsim, image-gate, the CRD, namespaces, policies),
-# next to the helpers they use. Imported here, pytest offers them to every module in tests/e2e/;
-# test modules import only the helpers and types they call.
+# The fixtures of tests/e2e/imagegate.py (cloudsim, image-gate, the CRD, namespaces, policies) and
+# tests/e2e/factstore.py (the ImageFact CRD), next to the helpers they use. Imported here, pytest
+# offers them to every module in tests/e2e/; test modules import only the helpers and types they call.
+from tests.e2e.factstore import fact_crd_fixture
 from tests.e2e.imagegate import (
     catalogue_fixture,
     cloudsim_fixture,
@@ -36,15 +37,31 @@ __all__ = [
     "control_plane",
     "crd_fixture",
     "e2e_token_fixture",
+    "fact_crd_fixture",
     "image_gate_fixture",
     "k8s_binaries",
     "kube_env",
     "kube_fixture",
     "namespace_fixture",
     "policies_fixture",
+    "pytest_collection_modifyitems",
     "pytest_terminal_summary",
     "webhook_configuration_fixture",
 ]
+
+
+_HERE = os.path.dirname(__file__)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this folder needs the control plane: mark it ``e2e`` even if its module forgot to.
+
+    ``-m "not e2e"`` is the fast loop and the first half of CI; an unmarked e2e test would run there
+    and start control planes of its own.
+    """
+    for item in items:
+        if str(item.path).startswith(_HERE + os.sep):
+            item.add_marker(pytest.mark.e2e)
 
 
 def _in_ci() -> bool:

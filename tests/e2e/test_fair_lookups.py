@@ -9,33 +9,16 @@ wait in the leader's queue; a new image from another namespace is served at the 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 from harness import ControlPlane
 
 from cloudsim.catalogue import Catalogue
-from tests.e2e.imagegate import (
-    CHART_DIR,
-    IMAGE_GATE_NAMESPACE,
-    CloudSim,
-    ImageGate,
-    Kube,
-    PolicyFactory,
-    admission_review,
-    make_namespace,
-    new_image_gate,
-    pod_manifest,
-    scoped_policy,
-    start_cloudsim,
-    wait_for,
-)
+from tests.e2e.factstore import all_running, allowed, deny_unresolved, without_leader
+from tests.e2e.imagegate import CloudSim, ImageGate, Kube, make_namespace, new_image_gate, start_cloudsim, wait_for
 
-FACT_CRD_FILE = CHART_DIR / "crds" / "imagegate.io_imagefacts.yaml"
-FACT_CRD_NAME = "imagefacts.imagegate.io"
 SWR = "swr.cn-north-4.myhuaweicloud.com"
 RATE = "5/6"
 SLOT = 6.3 / 5
@@ -56,53 +39,33 @@ def fast_quota_cloudsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cl
 def replicas(
     control_plane: ControlPlane,
     kube: Kube,
-    crd: dict[str, Any],
+    fact_crd: None,
     fast_quota_cloudsim: CloudSim,
     catalogue: Catalogue,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[list[ImageGate]]:
-    kube.kubectl("apply", "--server-side", "-f", str(FACT_CRD_FILE))
-    kube.kubectl("wait", "--for=condition=Established", f"crd/{FACT_CRD_NAME}", "--timeout=60s")
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": IMAGE_GATE_NAMESPACE}})
-    kube.kubectl("delete", "lease", "image-gate", "-n", IMAGE_GATE_NAMESPACE, "--ignore-not-found", check=False)
+    without_leader(kube)
     gates = [
         new_image_gate(tmp_path_factory.mktemp(f"fair{n}"), control_plane, fast_quota_cloudsim, catalogue)
         for n in range(2)
     ]
-    try:
-        for gate in gates:
-            gate.process.env["IMAGE_GATE_HSS_RATE"] = RATE
-            gate.start()
-        yield gates
-    finally:
-        for gate in gates:
-            gate.stop()
-        kube.kubectl("delete", "crd", FACT_CRD_NAME, "--ignore-not-found", "--timeout=60s", check=False)
+    for gate in gates:
+        gate.process.env["IMAGE_GATE_HSS_RATE"] = RATE
+    with all_running(gates) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def namespaces(kube: Kube) -> Iterator[tuple[str, str]]:
     names = (make_namespace(kube, "flood", {}), make_namespace(kube, "team", {}))
-    factory = PolicyFactory(kube)
-    spec = {
-        "mode": "Enforce",
-        "match": {"images": [f"{SWR}/**"]},
-        "baseImage": {"deniedOS": [{"name": "Windows"}]},
-        "onUnresolved": "Deny",
-    }
-    for name in names:
-        factory.apply(scoped_policy(f"fair-{name}", name, spec), wait=False)
+    factories = [deny_unresolved(kube, f"fair-{name}", name, f"{SWR}/**") for name in names]
     try:
         yield names
     finally:
-        factory.delete_all()
+        for factory in factories:
+            factory.delete_all()
         for name in names:
             kube.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
-
-
-def allowed(gate: ImageGate, namespace: str, image: str) -> bool:
-    pod = pod_manifest(f"p-{uuid.uuid4().hex[:8]}", namespace, image)
-    return bool(gate.review("pods", admission_review(pod))["allowed"])
 
 
 def test_a_flood_of_unknown_images_does_not_starve_another_namespace(

@@ -26,6 +26,7 @@ import pytest
 from harness import ControlPlane
 
 from cloudsim.catalogue import Catalogue
+from tests.e2e.factstore import all_running
 from tests.e2e.imagegate import (
     IMAGE_GATE_NAMESPACE,
     UBUNTU_IMAGE,
@@ -138,13 +139,8 @@ def replicas(
     gates = [first, second]
     for gate in gates:
         gate.process.env["IMAGE_GATE_DRAIN_SECONDS"] = str(DRAIN_SECONDS)
-    try:
-        for gate in gates:
-            gate.start()
-        yield gates
-    finally:
-        for gate in gates:
-            gate.stop()
+    with all_running(gates) as running:
+        yield running
 
 
 async def test_a_rolling_restart_under_load_fails_no_review(replicas: list[ImageGate]) -> None:

@@ -13,35 +13,18 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from harness import ControlPlane
 
 from cloudsim.catalogue import Catalogue
-from tests.e2e.imagegate import (
-    CHART_DIR,
-    IMAGE_GATE_NAMESPACE,
-    CloudSim,
-    ImageGate,
-    Kube,
-    PolicyFactory,
-    admission_review,
-    make_namespace,
-    new_image_gate,
-    pod_manifest,
-    scoped_policy,
-    start_cloudsim,
-    wait_for,
-)
+from tests.e2e.factstore import FACT_CRD_NAME, all_running, allowed, deny_unresolved, without_leader
+from tests.e2e.imagegate import CloudSim, ImageGate, Kube, make_namespace, new_image_gate, start_cloudsim, wait_for
 
-FACT_CRD_FILE = CHART_DIR / "crds" / "imagegate.io_imagefacts.yaml"
-FACT_CRD_NAME = "imagefacts.imagegate.io"
 SWR = "swr.cn-north-4.myhuaweicloud.com/demo"
 FIRST_IMAGES = (f"{SWR}/api:1.4.2", f"{SWR}/api:1.4.1", f"{SWR}/worker:3.1.0", f"{SWR}/edge-proxy:0.9.1")
 AFTER_TAKEOVER = (f"{SWR}/api-gateway:1.4.2", f"{SWR}/legacy-batch:2.3.0")
@@ -61,17 +44,6 @@ def quota_cloudsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudSi
 
 
 @pytest.fixture(scope="module")
-def fact_crd(kube: Kube, crd: dict[str, Any]) -> Iterator[None]:
-    """The ImageFact CRD, Established; deleted afterwards (other modules' image-gates keep to memory)."""
-    kube.kubectl("apply", "--server-side", "-f", str(FACT_CRD_FILE))
-    kube.kubectl("wait", "--for=condition=Established", f"crd/{FACT_CRD_NAME}", "--timeout=60s")
-    try:
-        yield
-    finally:
-        kube.kubectl("delete", "crd", FACT_CRD_NAME, "--ignore-not-found", "--timeout=60s", check=False)
-
-
-@pytest.fixture(scope="module")
 def replicas(
     control_plane: ControlPlane,
     kube: Kube,
@@ -80,19 +52,13 @@ def replicas(
     catalogue: Catalogue,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[list[ImageGate]]:
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": IMAGE_GATE_NAMESPACE}})
-    kube.kubectl("delete", "lease", "image-gate", "-n", IMAGE_GATE_NAMESPACE, "--ignore-not-found", check=False)
+    without_leader(kube)
     gates = [
         new_image_gate(tmp_path_factory.mktemp(f"replica{n}"), control_plane, quota_cloudsim, catalogue)
         for n in range(2)
     ]
-    try:
-        for gate in gates:
-            gate.start()
-        yield gates
-    finally:
-        for gate in gates:
-            gate.stop()
+    with all_running(gates) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -107,14 +73,7 @@ def shared_namespace(kube: Kube, e2e_token: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def os_policy(kube: Kube, shared_namespace: str) -> Iterator[None]:
     """Every covered image needs its base image resolved; an unresolved one is denied."""
-    spec = {
-        "mode": "Enforce",
-        "match": {"images": [f"{SWR}/**"]},
-        "baseImage": {"deniedOS": [{"name": "Windows"}]},
-        "onUnresolved": "Deny",
-    }
-    factory = PolicyFactory(kube)
-    factory.apply(scoped_policy(f"shared-{shared_namespace}", shared_namespace, spec), wait=False)
+    factory = deny_unresolved(kube, f"shared-{shared_namespace}", shared_namespace, f"{SWR}/**")
     try:
         yield
     finally:
@@ -141,11 +100,6 @@ def throttled(gates: Sequence[ImageGate]) -> float:
         metric_sum(gate, "image_gate_upstream_calls_total", {"cloud": "huawei", "outcome": "throttled"})
         for gate in gates
     )
-
-
-def allowed(gate: ImageGate, namespace: str, image: str) -> bool:
-    pod = pod_manifest(f"p-{uuid.uuid4().hex[:8]}", namespace, image)
-    return bool(gate.review("pods", admission_review(pod))["allowed"])
 
 
 def admit_everywhere(gates: Sequence[ImageGate], namespace: str, images: Sequence[str], *, timeout: float) -> float:

@@ -16,22 +16,18 @@ import pytest
 from harness import ControlPlane
 
 from cloudsim.catalogue import Catalogue
+from tests.e2e.factstore import deny_unresolved, without_leader
 from tests.e2e.imagegate import (
-    CHART_DIR,
     IMAGE_GATE_NAMESPACE,
     CloudSim,
     ImageGate,
     Kube,
-    PolicyFactory,
     admission_review,
     new_image_gate,
     pod_manifest,
-    scoped_policy,
     service_account_kubeconfig,
 )
 
-FACT_CRD_FILE = CHART_DIR / "crds" / "imagegate.io_imagefacts.yaml"
-FACT_CRD_NAME = "imagefacts.imagegate.io"
 ACCOUNT = "image-gate-read-only-facts"
 IMAGE = "swr.cn-north-4.myhuaweicloud.com/demo/worker:3.1.0"
 
@@ -88,15 +84,12 @@ def rbac_without_fact_writes() -> list[dict[str, Any]]:
 def read_only_gate(
     control_plane: ControlPlane,
     kube: Kube,
-    crd: dict[str, Any],
+    fact_crd: None,
     cloudsim: CloudSim,
     catalogue: Catalogue,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ImageGate]:
-    kube.kubectl("apply", "--server-side", "-f", str(FACT_CRD_FILE))
-    kube.kubectl("wait", "--for=condition=Established", f"crd/{FACT_CRD_NAME}", "--timeout=60s")
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": IMAGE_GATE_NAMESPACE}})
-    kube.kubectl("delete", "lease", "image-gate", "-n", IMAGE_GATE_NAMESPACE, "--ignore-not-found", check=False)
+    without_leader(kube)
     rbac = rbac_without_fact_writes()
     kube.apply(rbac)
     workdir = tmp_path_factory.mktemp("read-only-facts")
@@ -110,19 +103,11 @@ def read_only_gate(
     finally:
         gate.stop()
         kube.kubectl("delete", "clusterrolebinding,clusterrole", ACCOUNT, "--ignore-not-found", check=False)
-        kube.kubectl("delete", "crd", FACT_CRD_NAME, "--ignore-not-found", "--timeout=60s", check=False)
 
 
 @pytest.fixture
 def policy_namespace(kube: Kube, namespace: str) -> Iterator[str]:
-    factory = PolicyFactory(kube)
-    spec = {
-        "mode": "Enforce",
-        "match": {"images": ["swr.*.myhuaweicloud.com/**"]},
-        "baseImage": {"deniedOS": [{"name": "Windows"}]},
-        "onUnresolved": "Deny",
-    }
-    factory.apply(scoped_policy(f"read-only-{namespace}", namespace, spec), wait=False)
+    factory = deny_unresolved(kube, f"read-only-{namespace}", namespace, "swr.*.myhuaweicloud.com/**")
     try:
         yield namespace
     finally:
