@@ -145,6 +145,9 @@ def test_both_replicas_cost_one_call_per_image_per_api(
     facts = kube.get("imagefacts")["items"]
     states = sorted((f["spec"]["reference"], f.get("status", {}).get("state")) for f in facts)
     assert ("swr.cn-north-4.myhuaweicloud.com/demo/api:1.4.2", "Found") in states
+    found = [f for f in facts if f["spec"]["cloud"] == "huawei" and f.get("status", {}).get("state") == "Found"]
+    assert found
+    assert all(f["status"].get("hssImageId") for f in found), "each HSS fact names the image HSS found"
     print(f"\n{len(FIRST_IMAGES)} images on 2 replicas: admitted by both in {seconds:.1f}s, HSS calls {calls}")
     print(kube.kubectl("get", "igf").stdout)
 
