@@ -107,10 +107,11 @@ def _compiled_or_refused(spec: Any) -> CompiledPolicy | None:
     try:
         return compile_policy("fuzzed", spec, generation=1)
     except PolicyError as exc:
-        assert exc.problems, spec
-        for problem in exc.problems:
-            assert _NAMES_A_FIELD.match(problem), (problem, spec)
-        return None
+        problems = exc.problems
+    assert problems, spec
+    for problem in problems:
+        assert _NAMES_A_FIELD.match(problem), (problem, spec)
+    return None
 
 
 def _assert_globs_are_fast(policy: CompiledPolicy, legal: list[Image]) -> None:

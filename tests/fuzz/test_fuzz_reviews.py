@@ -21,7 +21,6 @@ import json
 import ssl
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -127,7 +126,9 @@ def _pod(container_images: list[Any], env_bytes: int) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "web", "namespace": NAMESPACE, "uid": "0d1f"},
-        "spec": {"containers": [{"name": f"c{i}", "image": image, "env": env} for i, image in enumerate(container_images)]},
+        "spec": {
+            "containers": [{"name": f"c{i}", "image": image, "env": env} for i, image in enumerate(container_images)]
+        },
     }
 
 
@@ -182,7 +183,9 @@ def _nested(depth: int, opener: str, closer: str, balanced: bool) -> bytes:
 DEEPLY_NESTED = st.builds(
     _nested,
     st.integers(1, 200_000),
-    st.sampled_from(['{"a":', "[", '{"request":', '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","r":[']),
+    st.sampled_from(
+        ['{"a":', "[", '{"request":', '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","r":[']
+    ),
     st.sampled_from(["}", "]", "}", "]}"]),
     st.booleans(),
 )
@@ -230,7 +233,7 @@ def check_answer(response: httpx.Response, body: bytes, seconds: float) -> None:
             assert verdict["status"]["code"] in (400, 403, 503), where
         return
     assert status < 500, where  # the facts cannot fail here: an internal error would be a bug
-    assert 400 <= status, where
+    assert status >= 400, where
     assert response.text.strip(), where
 
 
@@ -297,7 +300,9 @@ def test_the_server_still_judges_after_the_campaign(webhook: RunningWebhook, cli
     response = client.post("/pods", json=allowed)
     assert response.status_code == 200
     assert response.json()["response"] == {"uid": "good", "allowed": True}
-    judged = _review(_pod(["swr.cn-north-4.myhuaweicloud.com/shop/web:1"], 0), uid="judged", operation="CREATE", old=None)
+    judged = _review(
+        _pod(["swr.cn-north-4.myhuaweicloud.com/shop/web:1"], 0), uid="judged", operation="CREATE", old=None
+    )
     response = client.post("/pods", json=judged)
     assert response.status_code == 200
     assert response.json()["response"]["uid"] == "judged"

@@ -105,10 +105,14 @@ def transport_failure(exc: BaseException, *, cloud: str, api: str) -> Failure:
 
 
 def json_object(response: httpx.Response) -> dict[str, Any] | None:
-    """The body as a JSON object, or None when it is empty, not JSON, or JSON but not an object."""
+    """The body as a JSON object, or None when it is empty, not JSON, or JSON but not an object.
+
+    A body nested deeper than the interpreter's recursion limit is not an answer either: json raises
+    RecursionError on it, which would otherwise escape every lookup (found by tests/fuzz).
+    """
     try:
         data = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
