@@ -82,12 +82,13 @@ def rrsa_env(token_file: str) -> dict[str, str]:
     }
 
 
+def access_key_env(key_id: str) -> dict[str, str]:
+    """The two variables of an access key pair: ``key_id`` and the secret ``s3cret-value``."""
+    return {"ALIBABA_CLOUD_ACCESS_KEY_ID": key_id, "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "s3cret-value"}
+
+
 def test_access_keys_come_first() -> None:
-    env = {
-        "ALIBABA_CLOUD_ACCESS_KEY_ID": "LTAI5tExampleKey0001",
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "s3cret-value",
-        **rrsa_env("/var/run/secrets/token"),
-    }
+    env = {**access_key_env("LTAI5tExampleKey0001"), **rrsa_env("/var/run/secrets/token")}
     provider = from_environment(env)
     assert isinstance(provider, StaticCredentials)
     assert provider.credential == AliyunCredential("LTAI5tExampleKey0001", "s3cret-value")
@@ -95,11 +96,7 @@ def test_access_keys_come_first() -> None:
 
 
 def test_security_token_makes_sts_credentials() -> None:
-    env = {
-        "ALIBABA_CLOUD_ACCESS_KEY_ID": "STS.NTExampleKey0001",
-        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "s3cret-value",
-        "ALIBABA_CLOUD_SECURITY_TOKEN": "CAIS-token",
-    }
+    env = {**access_key_env("STS.NTExampleKey0001"), "ALIBABA_CLOUD_SECURITY_TOKEN": "CAIS-token"}
     provider = from_environment(env)
     assert isinstance(provider, StaticCredentials)
     assert provider.credential.security_token == "CAIS-token"
