@@ -227,12 +227,16 @@ def https_status(port: int, path: str, ca_pem: str, server_name: str) -> int | N
     return int(head.split()[1])
 
 
+@pytest.mark.usefixtures("fact_crd")
 def test_app_runs_with_the_charts_rbac_env_and_certificate(
     control_plane: ControlPlane, kube: Kube, crd: dict[str, Any], namespace: str, tmp_path: Path
 ) -> None:
     """The Deployment's contract, minus the kubelet: image-gate started with the rendered env,
     ConfigMap and Helm-generated certificate, logged in as the chart's ServiceAccount (so with
-    exactly the ClusterRole's permissions), gets ready and serves TLS for the Service name."""
+    exactly the ClusterRole's permissions), gets ready and serves TLS for the Service name.
+
+    With the ImageFact CRD installed, as the chart installs it: `kubectl auth can-i` resolves
+    ``imagefacts.imagegate.io`` through discovery and answers "no" for a resource it cannot find."""
     release = f"rb-{uuid.uuid4().hex[:6]}"
     fullname = f"{release}-image-gate"
     docs = helm_template(dict(kube.env), release, namespace, {})
