@@ -16,9 +16,10 @@ import pytest
 from harness import Binaries, BinariesMissingError, ControlPlane, locate
 
 # The fixtures of tests/e2e/imagegate.py (cloudsim, image-gate, the CRD, namespaces, policies) and
-# tests/e2e/factstore.py (the ImageFact CRD), next to the helpers they use. Imported here, pytest
-# offers them to every module in tests/e2e/; test modules import only the helpers and types they call.
-from tests.e2e.factstore import fact_crd_fixture
+# tests/e2e/factstore.py (the ImageFact CRD, replicas sharing it), next to the helpers they use.
+# Imported here, pytest offers them to every module in tests/e2e/; test modules import only the
+# helpers and types they call.
+from tests.e2e.factstore import fact_crd_fixture, fact_sharing_replicas_fixture
 from tests.e2e.imagegate import (
     catalogue_fixture,
     cloudsim_fixture,
@@ -38,6 +39,7 @@ __all__ = [
     "crd_fixture",
     "e2e_token_fixture",
     "fact_crd_fixture",
+    "fact_sharing_replicas_fixture",
     "image_gate_fixture",
     "k8s_binaries",
     "kube_env",

@@ -13,11 +13,9 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from harness import ControlPlane
 
-from cloudsim.catalogue import Catalogue
-from tests.e2e.factstore import all_running, allowed, deny_unresolved, without_leader
-from tests.e2e.imagegate import CloudSim, ImageGate, Kube, make_namespace, new_image_gate, start_cloudsim, wait_for
+from tests.e2e.factstore import FactSharingReplicas, allowed, deny_unresolved, quota_enforcing_cloudsim
+from tests.e2e.imagegate import CloudSim, ImageGate, Kube, make_namespace, wait_for
 
 SWR = "swr.cn-north-4.myhuaweicloud.com"
 RATE = "5/6"
@@ -28,31 +26,14 @@ FLOOD = 50
 
 @pytest.fixture(scope="module")
 def fast_quota_cloudsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudSim]:
-    sim = start_cloudsim(tmp_path_factory.mktemp("cloudsim-fair"), hss_rate=RATE)
-    try:
+    with quota_enforcing_cloudsim(tmp_path_factory.mktemp("cloudsim-fair"), RATE) as sim:
         yield sim
-    finally:
-        sim.process.terminate()
 
 
 @pytest.fixture(scope="module")
-def replicas(
-    control_plane: ControlPlane,
-    kube: Kube,
-    fact_crd: None,
-    fast_quota_cloudsim: CloudSim,
-    catalogue: Catalogue,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[list[ImageGate]]:
-    without_leader(kube)
-    gates = [
-        new_image_gate(tmp_path_factory.mktemp(f"fair{n}"), control_plane, fast_quota_cloudsim, catalogue)
-        for n in range(2)
-    ]
-    for gate in gates:
-        gate.process.env["IMAGE_GATE_HSS_RATE"] = RATE
-    with all_running(gates) as running:
-        yield running
+def replicas(fact_sharing_replicas: FactSharingReplicas, fast_quota_cloudsim: CloudSim) -> Iterator[list[ImageGate]]:
+    with fact_sharing_replicas.running(fast_quota_cloudsim, prefix="fair", env={"IMAGE_GATE_HSS_RATE": RATE}) as gates:
+        yield gates
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,14 @@ import pytest
 import yaml
 from harness import ControlPlane
 
-from cloudsim.catalogue import Catalogue
-from tests.e2e.factstore import FACT_CRD_NAME, all_running, allowed, deny_unresolved, without_leader
-from tests.e2e.imagegate import CloudSim, ImageGate, Kube, make_namespace, new_image_gate, start_cloudsim, wait_for
+from tests.e2e.factstore import (
+    FACT_CRD_NAME,
+    FactSharingReplicas,
+    allowed,
+    deny_unresolved,
+    quota_enforcing_cloudsim,
+)
+from tests.e2e.imagegate import CloudSim, ImageGate, Kube, make_namespace, wait_for
 
 SWR = "swr.cn-north-4.myhuaweicloud.com/demo"
 FIRST_IMAGES = (f"{SWR}/api:1.4.2", f"{SWR}/api:1.4.1", f"{SWR}/worker:3.1.0", f"{SWR}/edge-proxy:0.9.1")
@@ -36,29 +41,14 @@ RETRY_PERIOD = 2.0
 @pytest.fixture(scope="module")
 def quota_cloudsim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudSim]:
     """cloudsim answering 429 beyond HSS's published quota."""
-    sim = start_cloudsim(tmp_path_factory.mktemp("cloudsim-quota"), hss_rate="5/60")
-    try:
+    with quota_enforcing_cloudsim(tmp_path_factory.mktemp("cloudsim-quota"), "5/60") as sim:
         yield sim
-    finally:
-        sim.process.terminate()
 
 
 @pytest.fixture(scope="module")
-def replicas(
-    control_plane: ControlPlane,
-    kube: Kube,
-    fact_crd: None,
-    quota_cloudsim: CloudSim,
-    catalogue: Catalogue,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[list[ImageGate]]:
-    without_leader(kube)
-    gates = [
-        new_image_gate(tmp_path_factory.mktemp(f"replica{n}"), control_plane, quota_cloudsim, catalogue)
-        for n in range(2)
-    ]
-    with all_running(gates) as running:
-        yield running
+def replicas(fact_sharing_replicas: FactSharingReplicas, quota_cloudsim: CloudSim) -> Iterator[list[ImageGate]]:
+    with fact_sharing_replicas.running(quota_cloudsim, prefix="replica") as gates:
+        yield gates
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +113,12 @@ def leader_of(gates: Sequence[ImageGate]) -> ImageGate | None:
     leaders = [gate for gate in gates if gate.process.is_running() and metric_plain(gate, "image_gate_leader") == 1]
     assert len(leaders) <= 1, "two replicas think they lead"
     return leaders[0] if leaders else None
+
+
+def leader_and_follower(gates: Sequence[ImageGate]) -> tuple[ImageGate, ImageGate]:
+    """Once a leader is elected (within a lease and a bit): the leader, and a replica that is not it."""
+    leader = wait_for(lambda: leader_of(gates), what="a leader", timeout=LEASE_DURATION + 10)
+    return leader, next(gate for gate in gates if gate is not leader)
 
 
 def metric_plain(gate: ImageGate, name: str) -> float:
@@ -197,8 +193,7 @@ def test_restarted_replicas_admit_known_images_without_a_cloud_call(
 def test_a_killed_leader_is_replaced_within_the_lease_and_the_quota_holds(
     replicas: list[ImageGate], quota_cloudsim: CloudSim, shared_namespace: str
 ) -> None:
-    leader = wait_for(lambda: leader_of(replicas), what="a leader", timeout=LEASE_DURATION + 10)
-    survivor = next(gate for gate in replicas if gate is not leader)
+    leader, survivor = leader_and_follower(replicas)
     throttled_before = throttled(replicas)
     pid = leader.process.pid
     assert pid is not None
@@ -225,8 +220,7 @@ def test_a_killed_leader_is_replaced_within_the_lease_and_the_quota_holds(
 def test_without_a_writable_store_admission_still_works(
     replicas: list[ImageGate], kube: Kube, shared_namespace: str
 ) -> None:
-    leader = wait_for(lambda: leader_of(replicas), what="a leader", timeout=LEASE_DURATION + 10)
-    follower = next(gate for gate in replicas if gate is not leader)
+    leader, follower = leader_and_follower(replicas)
     kube.kubectl("delete", "crd", FACT_CRD_NAME, "--timeout=60s")
     # The leader resolved these after the take-over: its in-process cache still knows them.
     admit_everywhere([leader], shared_namespace, AFTER_TAKEOVER, timeout=30)

@@ -7,7 +7,6 @@ its in-process cache and its own cloud calls, and say that it is degraded (log l
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,15 +15,13 @@ import pytest
 from harness import ControlPlane
 
 from cloudsim.catalogue import Catalogue
-from tests.e2e.factstore import deny_unresolved, without_leader
+from tests.e2e.factstore import deny_unresolved, review_new_pod, without_leader
 from tests.e2e.imagegate import (
     IMAGE_GATE_NAMESPACE,
     CloudSim,
     ImageGate,
     Kube,
-    admission_review,
     new_image_gate,
-    pod_manifest,
     service_account_kubeconfig,
 )
 
@@ -125,8 +122,7 @@ def test_admission_works_when_the_store_cannot_be_written(read_only_gate: ImageG
     log = Path(read_only_gate.workdir) / "image-gate.log"
     answers = []
     for _ in range(20):  # the policy reaches the index within a moment; then the image is resolved in-process
-        pod = pod_manifest(f"p-{uuid.uuid4().hex[:8]}", policy_namespace, IMAGE)
-        answers.append(read_only_gate.review("pods", admission_review(pod)))
+        answers.append(review_new_pod(read_only_gate, policy_namespace, IMAGE))
         if answers[-1]["allowed"] and degraded_total(read_only_gate) >= 1:
             break
     assert answers[-1]["allowed"], answers[-1]
