@@ -165,6 +165,27 @@ class Admission:
                 )
 
         workers = [asyncio.ensure_future(look_up()) for _ in range(min(CONCURRENT_LOOKUPS, len(wanted)))]
+        # One turn of the loop first: lookups the cache answers finish in it without suspending (the
+        # warm review, most of them), and a review whose workers are all done needs no timer, gather
+        # or wait. The timer, when needed, still sleeps until the same deadline.
+        await asyncio.sleep(0)
+        if all(worker.done() for worker in workers):
+            for worker in workers:
+                worker.result()  # a resolver answers outcomes; one that raised is a bug: an HTTP 500
+        else:
+            await self._finish_by_deadline(workers, deadline)
+        missing = [(image, needs) for image, needs in wanted if image not in facts]
+        if missing:
+            late = self._late()
+            for image, needs in missing:
+                facts[image] = ImageFacts(
+                    base_image=late if needs.base_image else None,
+                    registry_digest=late if needs.registry_digest else None,
+                )
+        return facts
+
+    async def _finish_by_deadline(self, workers: Sequence[asyncio.Task[None]], deadline: Deadline) -> None:
+        """Wait for ``workers`` until ``deadline``, then cancel whatever still runs."""
         everything: asyncio.Future[Any] = asyncio.gather(*workers)
         timer: asyncio.Future[Any] = asyncio.ensure_future(self._sleep(deadline.remaining()))
         try:
@@ -175,14 +196,6 @@ class Admission:
                 worker.cancel()  # done ones ignore it
         if everything.done() and not everything.cancelled():
             everything.result()  # a resolver answers outcomes; one that raised is a bug: an HTTP 500
-        late = self._late()
-        for image, needs in wanted:
-            if image not in facts:
-                facts[image] = ImageFacts(
-                    base_image=late if needs.base_image else None,
-                    registry_digest=late if needs.registry_digest else None,
-                )
-        return facts
 
     def _late(self) -> TimedOut:
         return TimedOut(
