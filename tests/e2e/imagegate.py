@@ -226,6 +226,18 @@ def make_namespace(kube: Kube, prefix: str, labels: Mapping[str, str]) -> str:
     return name
 
 
+@contextlib.contextmanager
+def helm_release(kube: Kube, name_prefix: str, namespace_prefix: str) -> Iterator[tuple[str, str]]:
+    """A fresh release name and namespace (neither created here); uninstalled and deleted afterwards."""
+    suffix = uuid.uuid4().hex[:6]
+    name, namespace = f"{name_prefix}-{suffix}", f"{namespace_prefix}-{suffix}"
+    try:
+        yield name, namespace
+    finally:
+        kube.helm("uninstall", name, "--namespace", namespace, check=False)
+        kube.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)
+
+
 @pytest.fixture(name="namespace")
 def namespace_fixture(kube: Kube, e2e_token: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace that the session webhook judges; deleted (without waiting) afterwards."""

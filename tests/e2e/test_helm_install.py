@@ -13,7 +13,6 @@ the gate.
 from __future__ import annotations
 
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from tests.e2e.imagegate import (
     ImageGate,
     Kube,
     PolicyFactory,
+    helm_release,
     make_namespace,
     scoped_policy,
 )
@@ -42,11 +42,8 @@ HANDLERS = ["cronjobs", "daemonsets", "deployments", "jobs", "pods", "replicaset
 @pytest.fixture
 def release(kube: Kube) -> Iterator[tuple[str, str]]:
     """A release name and its (not yet created) namespace; uninstalled and deleted afterwards."""
-    suffix = uuid.uuid4().hex[:6]
-    name, namespace = f"ig-{suffix}", f"helm-{suffix}"
-    yield name, namespace
-    kube.helm("uninstall", name, "--namespace", namespace, check=False)
-    kube.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)
+    with helm_release(kube, "ig", "helm") as names:
+        yield names
 
 
 @pytest.fixture

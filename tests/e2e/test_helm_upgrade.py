@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from tests.e2e.factstore import FACT_CRD_NAME
-from tests.e2e.imagegate import CHART_DIR, REPO_ROOT, Kube
+from tests.e2e.imagegate import CHART_DIR, REPO_ROOT, Kube, helm_release
 
 pytestmark = pytest.mark.e2e
 
@@ -56,11 +56,8 @@ def previous_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def release(kube: Kube) -> Iterator[tuple[str, str]]:
     """A release name and its namespace (created by helm); uninstalled and deleted afterwards."""
-    suffix = uuid.uuid4().hex[:6]
-    name, namespace = f"up-{suffix}", f"upgrade-{suffix}"
-    yield name, namespace
-    kube.helm("uninstall", name, "--namespace", namespace, check=False)
-    kube.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)
+    with helm_release(kube, "up", "upgrade") as names:
+        yield names
 
 
 @pytest.fixture
