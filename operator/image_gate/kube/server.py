@@ -26,6 +26,7 @@ import json
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
@@ -45,6 +46,7 @@ _JSON = "application/json"
 _INTERNAL_ERROR = "image-gate failed while judging this review; its log has the details\n"
 
 
+@dataclass(kw_only=True, eq=False)
 class ReviewServer:
     """Serves ``POST /<handler id>`` over HTTPS until cancelled; see the module docstring for why not kopf's.
 
@@ -55,25 +57,14 @@ class ReviewServer:
     judged finish, up to ``shutdown_timeout`` seconds.
     """
 
-    def __init__(
-        self,
-        *,
-        address: str,
-        port: int,
-        ssl_context: ssl.SSLContext | None,
-        url_host: str,
-        max_review_bytes: int = DEFAULT_MAX_REVIEW_BYTES,
-        on_listening: Callable[[], None] = lambda: None,
-        shutdown_timeout: float = 30.0,
-    ) -> None:
-        self.address = address
-        self.port = port
-        self.ssl_context = ssl_context
-        self.url_host = url_host
-        self.max_review_bytes = max_review_bytes
-        self.on_listening = on_listening
-        self.shutdown_timeout = shutdown_timeout
-        self.draining = False
+    address: str
+    port: int
+    ssl_context: ssl.SSLContext | None
+    url_host: str
+    max_review_bytes: int = DEFAULT_MAX_REVIEW_BYTES
+    on_listening: Callable[[], None] = lambda: None
+    shutdown_timeout: float = 30.0
+    draining: bool = field(default=False, init=False)
 
     def drain(self) -> None:
         self.draining = True
