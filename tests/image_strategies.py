@@ -83,11 +83,9 @@ _LONG_TAIL = st.text(alphabet=_LOWER_DIGITS, min_size=1, max_size=200)
 @st.composite
 def images(draw: st.DrawFn, *, long: bool = False) -> Image:
     host = draw(_HOSTS)
-    if "." in host or host == "localhost" or host.startswith("["):
-        port = draw(_PORTS_DOTTED)
-    else:
-        # A single-label host is a host only with a port; its canonical form keeps ":443".
-        port = draw(_PORTS_SINGLE)
+    # A single-label host is a host only with a port; its canonical form keeps ":443".
+    dotted = "." in host or host == "localhost" or host.startswith("[")
+    port = draw(_PORTS_DOTTED if dotted else _PORTS_SINGLE)
     components = draw(_COMPONENTS)
     if long:
         # Up to the longest a path may be (255), plus the longest tag and a digest.
