@@ -180,18 +180,18 @@ def decide(the_plan: Plan, facts: Mapping[ImageReference, ImageFacts]) -> Decisi
             results = judged.get(key)
             if results is None:
                 results = judged[key] = _judge(planned.image, policy, facts)
-            findings.extend(
-                Finding(
-                    container=planned.container,
-                    policy=policy.name,
-                    mode=policy.mode,
-                    on_unresolved=policy.on_unresolved,
-                    rule=rule,
-                    found=found,
-                    expected=expected,
+            for rule, found, expected in results:  # mostly none: a loop, not a generator per pair
+                findings.append(
+                    Finding(
+                        container=planned.container,
+                        policy=policy.name,
+                        mode=policy.mode,
+                        on_unresolved=policy.on_unresolved,
+                        rule=rule,
+                        found=found,
+                        expected=expected,
+                    )
                 )
-                for rule, found, expected in results
-            )
     modes = {p.mode for c in the_plan.containers for p in c.policies}
     strictest = next((m for m in ("Enforce", "Warn", "Audit") if m in modes), None)
     return Decision(
@@ -230,18 +230,18 @@ def _judge_base_image(rules: BaseImageRules, outcome: Outcome[BaseImage] | None)
     if not isinstance(outcome, Found):
         return [_unresolved("baseImage", "base image", outcome)]
     base = outcome.value
-    found = OperatingSystem(base.os_name, base.os_version)
+    os_name, os_version = base.os_name, base.os_version
     results: list[_Result] = []
-    if rules.allowed_os and not any(rule.matches(base.os_name, base.os_version) for rule in rules.allowed_os):
-        results.append(("baseImage.allowedOS", found, AllowedOS(rules.allowed_os)))
+    if rules.allowed_os and not any(rule.matches(os_name, os_version) for rule in rules.allowed_os):
+        results.append(("baseImage.allowedOS", OperatingSystem(os_name, os_version), AllowedOS(rules.allowed_os)))
     for rule in rules.denied_os:
-        if rule.matches(base.os_name, base.os_version):
-            results.append(("baseImage.deniedOS", found, NotOS(rule)))
+        if rule.matches(os_name, os_version):
+            results.append(("baseImage.deniedOS", OperatingSystem(os_name, os_version), NotOS(rule)))
     if rules.allowed_layer_digests and base.layer_digest not in rules.allowed_layer_digests:
         results.append(
             (
                 "baseImage.allowedLayerDigests",
-                BaseLayer(base.layer_digest, found),
+                BaseLayer(base.layer_digest, OperatingSystem(os_name, os_version)),
                 ApprovedLayers(rules.allowed_layer_digests),
             )
         )
