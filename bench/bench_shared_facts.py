@@ -44,7 +44,8 @@ from image_gate.core.policy import compile_policy
 from image_gate.core.workloads import Container
 from image_gate.facts.records import FactKey, FactRecord, StoredFact
 from image_gate.facts.resolver import FactResolver
-from image_gate.facts.shared import SharedFacts, StoreSettings, WriteResult
+from image_gate.facts.shared import SharedFacts
+from image_gate.facts.store import StoreSettings, WriteResult
 
 POLICY = compile_policy(
     "base-os-known",

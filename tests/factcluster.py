@@ -14,7 +14,8 @@ from typing import Any
 from image_gate.core.images import ImageReference
 from image_gate.facts.records import FactKey, FactRecord, StoredFact
 from image_gate.facts.resolver import FactResolver
-from image_gate.facts.shared import SharedFacts, StoreSettings, StoreUnavailable, WriteResult
+from image_gate.facts.shared import SharedFacts
+from image_gate.facts.store import StoreSettings, StoreUnavailable, WriteResult
 from tests.fakeclouds import MAPPING, FakeHss, FakeSas, known
 from tests.faketime import FakeTime
 

@@ -9,7 +9,7 @@ import pytest
 
 from image_gate.core.images import ImageReference
 from image_gate.core.outcomes import Found
-from image_gate.facts.shared import StoreSettings
+from image_gate.facts.store import StoreSettings
 from image_gate.facts.upkeep import DAY, UpkeepSettings
 from tests.factcluster import Cluster, Replica, resolve
 from tests.fakeclouds import APP_V1, DEBIAN, MIRROR, FakeRegistryImage

@@ -14,7 +14,7 @@ from image_gate.core.outcomes import Found, NotApplicable, NotFound, TimedOut, U
 from image_gate.facts.calllog import Handover
 from image_gate.facts.records import FactKey, FactRecord, StoredFact, status_of
 from image_gate.facts.regions import HSS_REGIONS, RegionAllowList
-from image_gate.facts.shared import REQUESTING_NAMESPACE, WriteResult
+from image_gate.facts.store import REQUESTING_NAMESPACE, WriteResult
 from tests.factcluster import Backend, Cluster, Replica, resolve
 from tests.fakeclouds import APP_V1, APP_V2, DEBIAN, DIGEST_A, MAPPING, MIRROR
 from tests.faketime import FakeTime, settle

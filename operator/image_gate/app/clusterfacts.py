@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from image_gate.facts.records import API_GROUP, API_VERSION, FACT_PLURAL, FactKey, FactRecord, StoredFact, stored_fact
-from image_gate.facts.shared import StoreUnavailable, WriteResult
+from image_gate.facts.store import StoreUnavailable, WriteResult
 from image_gate.kube.kubeapi import KubeApi
 
 __all__ = ["ListedFacts", "list_cluster_facts"]

@@ -28,7 +28,8 @@ from image_gate.facts.calllog import CallLog, Handover
 from image_gate.facts.records import API_GROUP, API_VERSION, FACT_PLURAL
 from image_gate.facts.regions import RegionAllowList
 from image_gate.facts.resolver import FactResolver
-from image_gate.facts.shared import SharedFacts, StoreSettings
+from image_gate.facts.shared import SharedFacts
+from image_gate.facts.store import StoreSettings
 from image_gate.facts.upkeep import DAY, UpkeepSettings
 from image_gate.kube.factstore import KubeFactStore, register_fact_store
 from image_gate.kube.kubeapi import ApiError, KubeApi

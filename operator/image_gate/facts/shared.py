@@ -30,46 +30,39 @@ variable the webhook sets per review (the `FactSource` protocol is shared with
 ``image-gate check``, which has no namespace).
 
 No Kubernetes here: the index and the writes are behind `FactStoreBackend`
-(``image_gate.kube.factstore``).
+(``image_gate.kube.factstore``); that contract, the observer and `StoreSettings` are in
+``facts.store``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final
 
 from image_gate.core.clock import Clock, Deadline, Sleep, monotonic, sleep
 from image_gate.core.imagefacts import FactName, ImageFacts, StaleFact
 from image_gate.core.images import ImageReference
-from image_gate.core.outcomes import Failure, Found, NotApplicable, NotFound, Outcome, Throttled, TimedOut
+from image_gate.core.outcomes import Failure, Found, NotApplicable, Outcome, TimedOut
 from image_gate.facts.calllog import Handover
 from image_gate.facts.fairqueue import FairQueue
 from image_gate.facts.records import Cloud, FactKey, FactRecord, StoredFact
-from image_gate.facts.regions import RegionAllowList
 from image_gate.facts.registries import RegistryMapping
 from image_gate.facts.resolver import FactResolver
-from image_gate.facts.upkeep import REFRESH_GROUP, Upkeep, UpkeepSettings
+from image_gate.facts.store import (
+    REQUESTING_NAMESPACE,
+    FactStoreBackend,
+    NullSharedFactsObserver,
+    SharedFactsObserver,
+    StoreSettings,
+    StoreUnavailable,
+)
+from image_gate.facts.upkeep import REFRESH_GROUP, Upkeep
 
-__all__ = [
-    "REQUESTING_NAMESPACE",
-    "FactStoreBackend",
-    "NullSharedFactsObserver",
-    "SharedFacts",
-    "SharedFactsObserver",
-    "StoreSettings",
-    "StoreUnavailable",
-    "WriteResult",
-]
+__all__ = ["SharedFacts"]
 
 logger = logging.getLogger(__name__)
-
-REQUESTING_NAMESPACE: contextvars.ContextVar[str] = contextvars.ContextVar("image_gate_namespace", default="")
-"""The namespace of the review being judged; the webhook sets it, the fair queue reads it."""
 
 HUAWEI: Final[Cloud] = "huawei"
 ALIYUN: Final[Cloud] = "aliyun"
@@ -77,114 +70,8 @@ _NO_NAMESPACE: Final = "(none)"
 _WRITE_ATTEMPTS: Final = 4
 _CONFLICT_PAUSE: Final = 0.25
 _STORE_API: Final = "ImageFact"
-WriteResult = Literal["written", "unchanged", "conflict"]
-
-
-class StoreUnavailable(Exception):
-    """The ImageFact could not be written: no permission, or no API server. The replica degrades."""
-
-
-class FactStoreBackend(Protocol):
-    """The ImageFacts: an index read in memory, and the two writes."""
-
-    def lookup(self, name: str) -> StoredFact | None:
-        """The ImageFact of that name as the watch last delivered it; a dict read."""
-
-    def stored(self) -> Iterable[StoredFact]:
-        """Every ImageFact known (a new leader looks for pending ones)."""
-
-    async def request(self, key: FactKey, *, namespace: str, existing: StoredFact | None) -> None:
-        """Ask for ``key``: create its ImageFact, or mark an existing one requested again; `StoreUnavailable`."""
-
-    async def write(self, key: FactKey, record: FactRecord, *, previous: StoredFact | None) -> WriteResult:
-        """Write ``record`` as the status, guarded by ``previous``'s resourceVersion; `StoreUnavailable`."""
-
-    def count(self) -> int:
-        """How many ImageFacts there are (from the index)."""
-
-    async def mark_used(self, name: str, at: float) -> None:
-        """Record ``status.lastUsed``; `StoreUnavailable`."""
-
-    async def delete(self, stored: StoredFact) -> bool:
-        """Delete the ImageFact unless it changed since ``stored``; True if it was deleted."""
-
-    async def warn(self, reason: str, message: str) -> None:
-        """A Warning Event where operators look; failures are logged, not raised."""
-
-
-class SharedFactsObserver(Protocol):
-    def store_write(self, *, result: str) -> None:
-        """A status write by the leader: ``written``, ``unchanged`` (skipped), ``conflict`` or ``failed``."""
-
-    def miss_waited(self, *, outcome: str, seconds: float) -> None:
-        """A review waited for the leader's answer: its state (``Found``, ...) or ``timed out``."""
-
-    def store_degraded(self, *, reason: str) -> None:
-        """The store could not be written; facts are resolved in-process for a while."""
-
-    def pending_by_namespace(self, counts: Mapping[str, int]) -> None:
-        """The leader's queue, by namespace: only namespaces with lookups waiting.
-
-        A namespace absent from ``counts`` has none; its series goes, so that the
-        metric does not keep every namespace (or every name a flood made up) forever.
-        """
-
-    def fact_cap(self, *, count: int, reached: bool) -> None:
-        """How many ImageFacts there are, and whether the cap is reached (new ones are not created)."""
-
-    def facts_deleted(self, *, count: int) -> None:
-        """Unused facts deleted by the leader."""
-
-
-class NullSharedFactsObserver:
-    def store_write(self, *, result: str) -> None:
-        pass
-
-    def miss_waited(self, *, outcome: str, seconds: float) -> None:
-        pass
-
-    def store_degraded(self, *, reason: str) -> None:
-        pass
-
-    def pending_by_namespace(self, counts: Mapping[str, int]) -> None:
-        pass
-
-    def fact_cap(self, *, count: int, reached: bool) -> None:
-        pass
-
-    def facts_deleted(self, *, count: int) -> None:
-        pass
-
-
-@dataclass(frozen=True, slots=True)
-class StoreSettings:
-    """How long stored facts hold, and how the leader works through what is pending."""
-
-    tag_ttl: float = 300.0
-    negative_ttl: float = 30.0
-    max_stale: float = 3_600.0
-    failure_ttl: float = 30.0
-    """A failure (throttled, unavailable, ...) answers repeats for this long, or the cloud's Retry-After."""
-    lookup_budget: float = 30.0
-    workers: int = 2
-    """Lookups the leader runs at once: few, so that the fair queue, not the cloud's limiter, decides the order."""
-    max_pending: int = 10_000
-    degraded_for: float = 30.0
-    """After a failed write, facts are resolved in-process this long before the store is tried again."""
-    hss_quota_window: float = 63.0
-    """HSS's quota period with the client's safety margin: a new leader waits this long after its predecessor's
-    last call on each HSS API."""
-    upkeep: UpkeepSettings = field(default_factory=UpkeepSettings)
-    regions: RegionAllowList = field(default_factory=RegionAllowList)
-    """Registries in other regions are answered "not applicable" without a call."""
-
-    def __post_init__(self) -> None:
-        for name in ("tag_ttl", "negative_ttl", "max_stale", "failure_ttl", "lookup_budget", "degraded_for"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"StoreSettings.{name} must be positive, not {getattr(self, name)}")
-        if self.workers < 1 or self.max_pending < 1:
-            raise ValueError("StoreSettings.workers and max_pending must be at least 1")
-
+_DEFAULT_SETTINGS: Final = StoreSettings()
+"""One instance, as the default argument was when StoreSettings lived here (it is frozen)."""
 
 _Answer = tuple[Outcome[Any], tuple[StaleFact, ...]]
 
@@ -198,7 +85,7 @@ class SharedFacts:
         backend: FactStoreBackend,
         *,
         mapping: RegistryMapping | None = None,
-        settings: StoreSettings = StoreSettings(),
+        settings: StoreSettings = _DEFAULT_SETTINGS,
         wall: Clock = time.time,
         clock: Clock = monotonic,
         sleep: Sleep = sleep,
@@ -551,7 +438,7 @@ class SharedFacts:
             # which may name image-gate's cloud identity, is in the leader's log.
             logger.warning("the fact %s (%s) could not be resolved: %s", key.name, key.image, outcome.message)
         now = self._wall()
-        expires_at = self._expiry(key, outcome, now)
+        expires_at = self.settings.expiry(key, outcome, now)
         record = FactRecord(outcome, observed_at=now, expires_at=expires_at, hss_image_id=facts.hss_image_id)
         await self._store(key, record)
 
@@ -579,17 +466,6 @@ class SharedFacts:
             if result != "conflict" or not self._leading:
                 return
             await self._sleep(_CONFLICT_PAUSE * (attempt + 1))  # for the watch to bring the newer version
-
-    def _expiry(self, key: FactKey, outcome: Outcome[Any], now: float) -> float | None:
-        if isinstance(outcome, Found):
-            # A digest names the same bytes forever; a tag can be pushed again.
-            return None if key.image.digest is not None and key.cloud == HUAWEI else now + self.settings.tag_ttl
-        if isinstance(outcome, NotFound):
-            return now + self.settings.negative_ttl
-        if isinstance(outcome, NotApplicable):
-            return None
-        retry = outcome.retry_after if isinstance(outcome, Throttled) else None
-        return now + max(retry or 0.0, self.settings.failure_ttl)
 
     async def aclose(self) -> None:
         self.stop_leading()

@@ -44,7 +44,8 @@ from image_gate.facts.records import (
     stored_fact,
     to_rfc3339,
 )
-from image_gate.facts.shared import SharedFacts, StoreUnavailable, WriteResult
+from image_gate.facts.shared import SharedFacts
+from image_gate.facts.store import StoreUnavailable, WriteResult
 from image_gate.kube.kubeapi import MERGE_PATCH, ApiError, KubeApi
 from image_gate.kube.lease import micro_time
 

@@ -40,7 +40,7 @@ from image_gate.core.clock import Deadline
 from image_gate.core.evaluate import Subject
 from image_gate.core.policy import CompiledPolicy
 from image_gate.core.workloads import JUDGED_RESOURCES, UnreadableObject, containers_of
-from image_gate.facts.shared import REQUESTING_NAMESPACE
+from image_gate.facts.store import REQUESTING_NAMESPACE
 from image_gate.kube.controller import NAMESPACES_INDEX, POLICIES_INDEX, compiled_policies, namespace_labels
 from image_gate.kube.namespaces import NamespaceLabels
 from image_gate.kube.observe import AdmissionObserver
