@@ -174,14 +174,14 @@ class Admission:
                 worker.result()  # a resolver answers outcomes; one that raised is a bug: an HTTP 500
         else:
             await self._finish_by_deadline(workers, deadline)
-        missing = [(image, needs) for image, needs in wanted if image not in facts]
-        if missing:
+        if len(facts) < len(wanted):  # the plan's images are distinct: some were not answered in time
             late = self._late()
-            for image, needs in missing:
-                facts[image] = ImageFacts(
-                    base_image=late if needs.base_image else None,
-                    registry_digest=late if needs.registry_digest else None,
-                )
+            for image, needs in wanted:
+                if image not in facts:
+                    facts[image] = ImageFacts(
+                        base_image=late if needs.base_image else None,
+                        registry_digest=late if needs.registry_digest else None,
+                    )
         return facts
 
     async def _finish_by_deadline(self, workers: Sequence[asyncio.Task[None]], deadline: Deadline) -> None:

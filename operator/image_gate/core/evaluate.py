@@ -161,7 +161,8 @@ def _plan_image(
             base_image=any(p.needs_base_image for p in covering),
             registry_digest=any(p.needs_registry_digest(image) for p in covering),
         )
-        needs[image] = needs.get(image, ImageNeeds()) | wanted
+        prior = needs.get(image)  # another string may name the same image ("nginx", "docker.io/library/nginx")
+        needs[image] = wanted if prior is None else prior | wanted
     return image, covering
 
 
