@@ -164,16 +164,17 @@ class Admission:
                     image, base_image=needs.base_image, digest=needs.registry_digest, deadline=deadline
                 )
 
-        workers = [asyncio.ensure_future(look_up()) for _ in range(min(CONCURRENT_LOOKUPS, len(wanted)))]
-        # One turn of the loop first: lookups the cache answers finish in it without suspending (the
-        # warm review, most of them), and a review whose workers are all done needs no timer, gather
-        # or wait. The timer, when needed, still sleeps until the same deadline.
+        # One worker and one turn of the loop first: lookups the cache answers finish without
+        # suspending, so in a warm review (most of them) that worker answers every image, and the
+        # review needs no more tasks, no timer, gather or wait. Only when it is still waiting do the
+        # other workers start (one turn later) and the timer run, until the same deadline.
+        first = asyncio.ensure_future(look_up())
         await asyncio.sleep(0)
-        if all(worker.done() for worker in workers):
-            for worker in workers:
-                worker.result()  # a resolver answers outcomes; one that raised is a bug: an HTTP 500
+        if first.done():
+            first.result()  # a resolver answers outcomes; one that raised is a bug: an HTTP 500
         else:
-            await self._finish_by_deadline(workers, deadline)
+            others = [asyncio.ensure_future(look_up()) for _ in range(min(CONCURRENT_LOOKUPS, len(wanted)) - 1)]
+            await self._finish_by_deadline([first, *others], deadline)
         if len(facts) < len(wanted):  # the plan's images are distinct: some were not answered in time
             late = self._late()
             for image, needs in wanted:
