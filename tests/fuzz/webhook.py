@@ -15,12 +15,12 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kopf._cogs.structs import bodies, ephemera, references
@@ -111,7 +111,8 @@ def running_webhook(directory: Path, *, deadline: float) -> Iterator[RunningWebh
 
     async def serve() -> None:
         server = ReviewServer(address="127.0.0.1", port=0, ssl_context=tls.context, url_host="127.0.0.1")
-        configs = server(await _webhook_fn(deadline))
+        # An async generator (kopf iterates it); typed as the iterator kopf's protocol names.
+        configs = cast(AsyncGenerator[kopf.WebhookClientConfig, None], server(await _webhook_fn(deadline)))
         try:
             config = await anext(configs)
             listening.set_result(str(config["url"]))
