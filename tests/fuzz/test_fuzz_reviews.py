@@ -292,6 +292,26 @@ def test_a_body_that_lies_about_its_encoding_is_a_4xx(client: httpx.Client, enco
     check_answer(response, body, seconds)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug in kube/server.py or the aiohttp below it (kube/server.py is being edited by another engineer; "
+    "reported, not fixed here): a 7,031-byte unbalanced JSON body claiming Content-Encoding deflate (found by "
+    "the campaign) is answered 400 'deflate' about half the time, and the other half never answered: the "
+    "client's read times out (12 s observed), past the review's deadline",
+)
+def test_a_body_that_lies_about_deflate_is_answered_in_time(webhook: RunningWebhook) -> None:
+    count("reviews: lying encodings")
+    body = _nested(1406, '{"a":', "]}", False)
+    context = ssl.create_default_context(cafile=str(webhook.ca_file))
+    # Ten tries: each is answered or hangs about half the time, so ten answers in a row mean it is fixed.
+    with httpx.Client(base_url=webhook.url, verify=context, timeout=DEADLINE + 1.0) as client:
+        for _ in range(10):
+            response = client.post(
+                "/pods", content=body, headers={"Content-Encoding": "deflate", "Content-Type": "application/json"}
+            )
+            assert 400 <= response.status_code < 500, response.text[:300]
+
+
 def test_the_server_still_judges_after_the_campaign(webhook: RunningWebhook, client: httpx.Client) -> None:
     """Last in the module: the loop is alive and answers both an allowed and a judged review."""
     assert webhook.thread.is_alive()
