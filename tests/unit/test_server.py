@@ -196,6 +196,7 @@ def judge_in_process(fn: kopf.WebhookFn) -> Callable[[Any], Awaitable[tuple[int,
         def __init__(self, body: bytes) -> None:
             self.body = body
             self.content_length = len(body)
+            self.headers = {"Content-Type": "application/json"}
             self.match_info = {"webhook": "pods"}
 
         async def read(self) -> bytes:
