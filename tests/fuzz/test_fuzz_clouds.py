@@ -31,7 +31,7 @@ from tests.fuzz.answers import CUT_OFF, NEVER, REFUSED, GeneratedCloud, Reply
 from tests.fuzz.cases import count, fuzz
 from tests.image_strategies import images
 
-DEADLINE = 0.25
+DEADLINE = 0.2
 """Each lookup's deadline: short, so that answers that never come cost little."""
 MARGIN = 1.0
 """How late past the deadline a lookup may return on a loaded machine (the loop's own delays)."""
@@ -116,7 +116,7 @@ def _replies(documents: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[
     no_answer = st.builds(Reply, failure=st.sampled_from([REFUSED, CUT_OFF]))
     never = st.just(Reply(failure=NEVER))  # costs a whole deadline: rarer than the others
     return st.lists(
-        st.sampled_from([answer] * 30 + [no_answer] * 5 + [never]).flatmap(lambda reply: reply), min_size=1, max_size=4
+        st.sampled_from([answer] * 60 + [no_answer] * 8 + [never]).flatmap(lambda reply: reply), min_size=1, max_size=4
     )
 
 
