@@ -87,6 +87,7 @@ def review_server(settings: Settings, tls: ReloadingContext, readiness: Readines
         url_host=settings.webhook_host,
         max_review_bytes=settings.max_review_bytes,
         on_listening=listening,
+        access_log=settings.debug_http_logs,
     )
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+from aiohttp import log as aiohttp_log
 from aiohttp import web
 from kopf._core.engines import admission
 
@@ -64,6 +65,8 @@ class ReviewServer:
     max_review_bytes: int = DEFAULT_MAX_REVIEW_BYTES
     on_listening: Callable[[], None] = lambda: None
     shutdown_timeout: float = 30.0
+    access_log: bool = False
+    """aiohttp's line per request (``--debug-http-logs``); off, image-gate's review line is the only one."""
     draining: bool = field(default=False, init=False)
 
     def drain(self) -> None:
@@ -87,7 +90,7 @@ class ReviewServer:
         runner = web.AppRunner(
             app,
             handle_signals=False,
-            access_log=None,
+            access_log=aiohttp_log.access_logger if self.access_log else None,
             shutdown_timeout=self.shutdown_timeout,
             auto_decompress=False,
         )
