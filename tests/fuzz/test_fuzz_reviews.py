@@ -95,9 +95,8 @@ _CONTENT_TYPES = st.sampled_from(
         "",
     ]
 )
-_CONTENT_ENCODINGS = st.sampled_from(["", "", "", "identity", "x-bogus", "br"])
-"""The body is never encoded: an encoding it claims is a lie the server must answer with a 4xx, or ignore.
-gzip and deflate are left to `test_a_body_that_lies_about_its_encoding_is_a_4xx` (an open bug)."""
+_CONTENT_ENCODINGS = st.sampled_from(["", "", "", "", "", "identity", "x-bogus", "br", "gzip", "deflate"])
+"""The body is never encoded: an encoding it claims is a lie the server must answer with a 4xx, or ignore."""
 # Every place of a review a hostile or broken client could put anything at.
 _REVIEW_PATHS: tuple[tuple[str, ...], ...] = (
     ("request",),
@@ -280,6 +279,7 @@ def test_big_reviews_are_judged_or_refused_with_the_limit(client: httpx.Client, 
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 def test_a_body_that_lies_about_its_encoding_is_a_4xx(client: httpx.Client, encoding: str) -> None:
+    """Found by the campaign: got a bare 500 (aiohttp's decompressor raised inside the read); now a 415."""
     count("reviews: lying encodings")
     body = b"\x99-BV\x07"  # found by the campaign: not gzip, not deflate
     response, seconds = _post(client, "pods", body, "application/json", encoding)
@@ -287,10 +287,11 @@ def test_a_body_that_lies_about_its_encoding_is_a_4xx(client: httpx.Client, enco
 
 
 def test_a_body_that_lies_about_deflate_is_answered_in_time(webhook: RunningWebhook) -> None:
+    """Found by the campaign: about half the time this body was never answered (aiohttp's decompressor)."""
     count("reviews: lying encodings")
     body = _nested(1406, '{"a":', "]}", False)
     context = ssl.create_default_context(cafile=str(webhook.ca_file))
-    # Ten tries: each is answered or hangs about half the time, so ten answers in a row mean it is fixed.
+    # Ten tries: before the fix each hung about half the time (12 s observed), so ten answers in a row hold it.
     with httpx.Client(base_url=webhook.url, verify=context, timeout=DEADLINE + 1.0) as client:
         for _ in range(10):
             response = client.post(
