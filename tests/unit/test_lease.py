@@ -260,3 +260,10 @@ async def test_an_unreachable_api_server_is_reported_once_not_every_retry(
     messages = [record.getMessage() for record in caplog.records if record.levelno >= logging.INFO]
     assert sum("could not be read or written" in message for message in messages) == 1
     assert any("can be read and written again" in message for message in messages)
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, "not json", '["a list"]', '{"ListRegistryImages": "noon"}'])
+def test_an_unreadable_call_log_is_refused_with_its_own_error(text: str) -> None:
+    """A Lease annotation nested past the recursion limit is as unreadable as any other garbage, not a crash."""
+    with pytest.raises(UnreadableCallLog):
+        decode_calls(text)

@@ -94,7 +94,7 @@ def encode_calls(calls: Mapping[str, float]) -> str:
 def decode_calls(text: str) -> dict[str, float]:
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past the recursion limit: not a call log
         raise UnreadableCallLog(f"not JSON: {text[:80]!r}") from None
     if not isinstance(data, dict) or not all(
         isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) for k, v in data.items()

@@ -138,7 +138,7 @@ class KubeApi:
 def _answer(status: int, text: str, method: str, path: str) -> dict[str, Any]:
     try:
         data = json.loads(text) if text else {}
-    except ValueError:
+    except (ValueError, RecursionError):  # a body nested past the recursion limit is no answer either
         data = {}
     if not isinstance(data, dict):
         data = {}
