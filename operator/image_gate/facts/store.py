@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 from image_gate.core.outcomes import Found, NotApplicable, NotFound, Outcome, Throttled
 from image_gate.facts.records import FactKey, FactRecord, StoredFact
 from image_gate.facts.regions import RegionAllowList
+from image_gate.facts.resolver import CacheSettings
 from image_gate.facts.upkeep import UpkeepSettings
 
 __all__ = [
@@ -112,16 +113,20 @@ class NullSharedFactsObserver:
         pass
 
 
+_CACHE = CacheSettings()
+"""The in-process cache's defaults: a stored fact holds as long as a cached one (one home for each TTL)."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoreSettings:
     """How long stored facts hold, and how the leader works through what is pending."""
 
-    tag_ttl: float = 300.0
-    negative_ttl: float = 30.0
-    max_stale: float = 3_600.0
+    tag_ttl: float = _CACHE.tag_ttl
+    negative_ttl: float = _CACHE.negative_ttl
+    max_stale: float = _CACHE.max_stale
     failure_ttl: float = 30.0
     """A failure (throttled, unavailable, ...) answers repeats for this long, or the cloud's Retry-After."""
-    lookup_budget: float = 30.0
+    lookup_budget: float = _CACHE.lookup_budget
     workers: int = 2
     """Lookups the leader runs at once: few, so that the fair queue, not the cloud's limiter, decides the order."""
     max_pending: int = 10_000
