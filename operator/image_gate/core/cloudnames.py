@@ -11,6 +11,8 @@ shared facts, which import the resolver, and the webhook may import nothing that
 
 from __future__ import annotations
 
+from typing import Final
+
 __all__ = [
     "ALIYUN",
     "HSS_BASE_IMAGE",
@@ -20,10 +22,10 @@ __all__ = [
     "SAS_DESCRIBE_IMAGE_INSTANCES",
 ]
 
-HUAWEI = "huawei"
+HUAWEI: Final = "huawei"
 """Huawei Cloud: base images from Host Security Service (HSS)."""
 
-ALIYUN = "aliyun"
+ALIYUN: Final = "aliyun"
 """Alibaba Cloud: registry digests from Security Center (SAS)."""
 
 HSS_LIST_IMAGES = "ListRegistryImages"

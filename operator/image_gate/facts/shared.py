@@ -42,6 +42,7 @@ import time
 from typing import Any, Final
 
 from image_gate.core.clock import Clock, Deadline, Sleep, monotonic, sleep
+from image_gate.core.cloudnames import ALIYUN, HUAWEI
 from image_gate.core.imagefacts import FactName, ImageFacts, StaleFact
 from image_gate.core.images import ImageReference
 from image_gate.core.outcomes import Failure, Found, NotApplicable, Outcome, TimedOut
@@ -64,8 +65,6 @@ __all__ = ["SharedFacts"]
 
 logger = logging.getLogger(__name__)
 
-HUAWEI: Final[Cloud] = "huawei"
-ALIYUN: Final[Cloud] = "aliyun"
 _NO_NAMESPACE: Final = "(none)"
 _WRITE_ATTEMPTS: Final = 4
 _CONFLICT_PAUSE: Final = 0.25
