@@ -41,6 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
 
+from image_gate.core.cloudnames import ALIYUN, HUAWEI
 from image_gate.core.images import ImageReference
 from image_gate.core.locations import AcrLocation, HssLocation
 from image_gate.core.outcomes import (
@@ -95,7 +96,7 @@ HASH_HEX_DIGITS: Final = 32
 MAX_NAME_LENGTH: Final = 253
 _PREFIX_LENGTH: Final = 80
 _NOT_NAME_CHARACTERS = re.compile(r"[^a-z0-9]+")
-_CLOUD_PREFIX: Final[Mapping[str, str]] = {"huawei": "hss", "aliyun": "acr"}
+_CLOUD_PREFIX: Final[Mapping[str, str]] = {HUAWEI: "hss", ALIYUN: "acr"}
 
 _MAX_TEXT = 512
 """Messages and details are cut to this length: a fact stays a few hundred bytes."""

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from image_gate.core.cloudnames import ALIYUN, HUAWEI
+
 __all__ = ["HSS_REGIONS", "RegionAllowList"]
 
 HSS_REGIONS: Final = frozenset(
@@ -29,7 +31,7 @@ HSS_REGIONS: Final = frozenset(
 )  # fmt: skip
 """The regions of ``huaweicloudsdkhss.v5.region.hss_region.HssRegion``."""
 
-_NAMES: Final = {"huawei": "Huawei Cloud HSS", "aliyun": "Alibaba Cloud Security Center"}
+_NAMES: Final = {HUAWEI: "Huawei Cloud HSS", ALIYUN: "Alibaba Cloud Security Center"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +52,7 @@ class RegionAllowList:
 
     def refusal(self, cloud: str, region: str) -> str | None:
         """Why ``cloud`` is not asked about ``region``, or None when it is served."""
-        allowed = self.huawei if cloud == "huawei" else self.aliyun
+        allowed = self.huawei if cloud == HUAWEI else self.aliyun
         if allowed is None or region in allowed:
             return None
         return f"region {region!r} is not one {_NAMES.get(cloud, cloud)} serves; nothing was asked"

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from image_gate.core.cloudnames import HUAWEI
 from image_gate.core.outcomes import Found, NotApplicable, NotFound, Outcome, Throttled
 from image_gate.facts.records import FactKey, FactRecord, StoredFact
 from image_gate.facts.regions import RegionAllowList
@@ -150,7 +151,7 @@ class StoreSettings:
         """When a record of ``outcome`` observed at ``now`` expires: None, never."""
         if isinstance(outcome, Found):
             # A digest names the same bytes forever; a tag can be pushed again.
-            return None if key.image.digest is not None and key.cloud == "huawei" else now + self.tag_ttl
+            return None if key.image.digest is not None and key.cloud == HUAWEI else now + self.tag_ttl
         if isinstance(outcome, NotFound):
             return now + self.negative_ttl
         if isinstance(outcome, NotApplicable):
