@@ -18,8 +18,12 @@ from image_gate.core.findings import BaseLayer, ExpectedValue, Finding, FoundVal
 from image_gate.core.imagefacts import FactName, StaleFact
 from image_gate.core.images import ImageReference
 from image_gate.core.outcomes import Failure, Found, NotApplicable, NotFound, Outcome
+from image_gate.core.workloads import Container
 
 __all__ = [
+    "audit_pass_line",
+    "audit_skip_line",
+    "audit_unstored_line",
     "deny_message",
     "describe_expected",
     "describe_found",
@@ -104,9 +108,13 @@ def describe_expected(expected: ExpectedValue) -> str:
     return _EXPECTED_WORDS[type(expected)](expected)
 
 
+def _container(container: Container) -> str:
+    return f'container "{container.name}" (image {container.image})'
+
+
 def finding_line(finding: Finding) -> str:
     """One line about one container under one policy."""
-    subject = f'container "{finding.container.name}" (image {finding.container.image})'
+    subject = _container(finding.container)
     found = describe_found(finding.found)
     if finding.expected is not None:
         return (
@@ -137,6 +145,29 @@ def deny_message(kind: str, display_name: str, findings: Sequence[Finding]) -> s
     if len(findings) > _MAX_DENY_LINES:
         lines.append(f"- ... and {len(findings) - _MAX_DENY_LINES} more")
     return "\n".join(lines)
+
+
+def audit_pass_line(container: Container, policy: str, rule: str) -> str:
+    """A policy report's ``pass`` result: the container meets the rule."""
+    return f'{_container(container)}: policy "{policy}" rule {rule} passed'
+
+
+def audit_skip_line(container: Container, policy: str, rule: str, why: str) -> str:
+    """A policy report's ``skip`` result: the rule does not apply to this reference, and ``why``."""
+    return f'{_container(container)}: policy "{policy}" rule {rule} does not apply: {why}'
+
+
+def audit_unstored_line(finding: Finding) -> str:
+    """A policy report's ``error`` result for a fact the store does not hold (yet).
+
+    The audit never calls a cloud; it asks the resolver for the fact and reports
+    this until the fact is stored, when the result becomes ``pass`` or ``fail``.
+    """
+    fact = finding.found.fact if isinstance(finding.found, Unresolved) else "fact"
+    return (
+        f'{_container(finding.container)}: policy "{finding.policy}" rule {finding.rule} could not be checked yet: '
+        f"image-gate has no stored {fact} of this image; the resolver was asked to look it up"
+    )
 
 
 def warning_message(finding: Finding) -> str:

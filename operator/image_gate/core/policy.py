@@ -31,6 +31,7 @@ __all__ = [
     "OSRule",
     "OnUnresolved",
     "PolicyError",
+    "Severity",
     "compile_policy",
 ]
 
@@ -42,8 +43,11 @@ Mode = Literal["Enforce", "Warn", "Audit"]
 OnUnresolved = Literal["Deny", "Allow"]
 _MODES: tuple[Mode, ...] = ("Enforce", "Warn", "Audit")
 _ON_UNRESOLVED: tuple[OnUnresolved, ...] = ("Deny", "Allow")
+Severity = Literal["critical", "high", "medium", "low", "info"]
+_SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low", "info")
+"""The values the policy WG's reports allow in ``results[].severity``, which is where ``spec.severity`` goes."""
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
-_SPEC_FIELDS = {"mode", "match", "baseImage", "digest", "onUnresolved", "description"}
+_SPEC_FIELDS = {"mode", "match", "baseImage", "digest", "onUnresolved", "description", "severity"}
 _MATCH_FIELDS = {"namespaceSelector", "excludeNamespaces", "images", "excludeImages"}
 _BASE_IMAGE_FIELDS = {"allowedOS", "deniedOS", "allowedLayerDigests"}
 _DIGEST_FIELDS = {"requirePinned", "matchRegistry", "allowed"}
@@ -108,6 +112,8 @@ class CompiledPolicy:
     exclude_images: tuple[ImageGlob, ...] = ()
     base_image: BaseImageRules | None = None
     digest: DigestRules | None = None
+    severity: Severity | None = None
+    """How much a violation matters, for policy reports only (None: not said); admission ignores it."""
     _covered: dict[str, bool] = field(default_factory=dict, repr=False, compare=False)
     """`covers_image` answers by normalised reference: a cluster runs the same images over and over, and
     matching every glob again on every review was a sixth of a warm review's CPU. Bounded by `_COVERED_MAX`,
@@ -156,6 +162,9 @@ def compile_policy(name: str, spec: object, *, generation: int | None = None) ->
     on_unresolved = spec.get("onUnresolved", "Deny")
     if on_unresolved not in _ON_UNRESOLVED:
         problems.append(f"spec.onUnresolved: must be Deny or Allow, not {on_unresolved!r}")
+    severity = spec.get("severity")
+    if severity is not None and severity not in _SEVERITIES:
+        problems.append(f"spec.severity: must be one of {', '.join(_SEVERITIES)}, not {severity!r}")
 
     match = _mapping(spec.get("match"), "spec.match", problems)
     _unknown_fields(match, _MATCH_FIELDS, "spec.match", problems)
@@ -186,6 +195,7 @@ def compile_policy(name: str, spec: object, *, generation: int | None = None) ->
         exclude_images=tuple(exclude_images),
         base_image=base_image,
         digest=digest,
+        severity=severity,
     )
 
 
