@@ -299,6 +299,16 @@ class FactResolver:
             hss_image_id=base.found_id if base is not None else None,
         )
 
+    def answered_without_call(self, image: ImageReference, *, base_image: bool) -> NotApplicable | None:
+        """What the base image (else the registry digest) fact is without asking: no mapping, no tag; else None.
+
+        The same words `resolve` answers with, for a reader that must not wait (``SharedFacts.known``)."""
+        if base_image:
+            return _unmapped(image, _HSS) if self.mapping.hss_location(image) is None else None
+        if self.mapping.acr_location(image) is None:
+            return _unmapped(image, _ACR)
+        return _untagged(image) if image.tag is None else None
+
     async def aclose(self) -> None:
         """Cancel every lookup in flight (at shutdown)."""
         await asyncio.gather(
@@ -313,7 +323,7 @@ class FactResolver:
     async def _base_image(self, image: ImageReference, deadline: Deadline) -> _Resolved:
         location = self.mapping.hss_location(image)
         if location is None:
-            return _Resolved(NotApplicable(f"no registry mapping sends {image.registry} to Huawei HSS"))
+            return _Resolved(_unmapped(image, _HSS))
         hss = self._hss
         if hss is None:
             return _Resolved(Unauthorized(cloud=HUAWEI, api="-", detail=NO_HUAWEI_CREDENTIALS))
@@ -341,11 +351,11 @@ class FactResolver:
     async def _registry_digest(self, image: ImageReference, deadline: Deadline) -> _Resolved:
         location = self.mapping.acr_location(image)
         if location is None:
-            return _Resolved(NotApplicable(f"no registry mapping sends {image.registry} to Alibaba Cloud ACR"))
+            return _Resolved(_unmapped(image, _ACR))
         tag = image.tag
         if tag is None:
             # Checked before the credentials: without a tag there is nothing to ask, whoever asks.
-            return _Resolved(NotApplicable(f"{image} names no tag to compare with the registry"))
+            return _Resolved(_untagged(image))
         sas = self._sas
         if sas is None:
             return _Resolved(Unauthorized(cloud=ALIYUN, api="-", detail=NO_ALIYUN_CREDENTIALS))
@@ -398,6 +408,18 @@ async def _chain(
     found = step_one.outcome.value
     step_two = await second.get(second_key(found), lambda b: fetch(found, b), deadline=deadline)
     return _Resolved.of(step_one, step_two, found_id=found_id(found))
+
+
+_HSS = "Huawei HSS"
+_ACR = "Alibaba Cloud ACR"
+
+
+def _unmapped(image: ImageReference, service: str) -> NotApplicable:
+    return NotApplicable(f"no registry mapping sends {image.registry} to {service}")
+
+
+def _untagged(image: ImageReference) -> NotApplicable:
+    return NotApplicable(f"{image} names no tag to compare with the registry")
 
 
 def _base_key(image: RegistryImageLike, location: HssLocation) -> Hashable:

@@ -20,7 +20,11 @@ Facts shared by every replica: the cluster's ImageFacts in front of the in-proce
    when it changed. A `NotFound` is stored with the negative TTL and a failure
    until its retry time, so repeats cost nothing until then. A new leader makes
    no HSS call until its predecessor's quota windows have passed (`Handover`).
-4. **Degraded**: when the ImageFact cannot be written (RBAC removed, API server
+4. **Known and ahead of need**: `known` answers from the index alone (the
+   audit reads it: no wait, no write, no call), and `prefetch` makes sure a
+   fact will be resolved, queued below every admission miss (running
+   workloads' images, then the registry's inventory; see ``facts.fairqueue``).
+5. **Degraded**: when the ImageFact cannot be written (RBAC removed, API server
    down), the replica resolves in-process through its own resolver, as before
    the store existed, for ``degraded_for`` seconds before trying the store
    again; admission never depends on the store being up.
@@ -52,12 +56,16 @@ from image_gate.facts.records import Cloud, FactKey, FactRecord, StoredFact
 from image_gate.facts.registries import RegistryMapping
 from image_gate.facts.resolver import FactResolver
 from image_gate.facts.store import (
+    PREFETCH_GROUPS,
+    QUEUE_TIERS,
     REQUESTING_NAMESPACE,
     FactStoreBackend,
     NullSharedFactsObserver,
+    Priority,
     SharedFactsObserver,
     StoreSettings,
     StoreUnavailable,
+    queue_tier,
 )
 from image_gate.facts.upkeep import REFRESH_GROUP, Upkeep
 
@@ -103,13 +111,14 @@ class SharedFacts:
         self._waiting: dict[str, int] = {}
         """Reviews waiting on each name's waiter: the last to give up drops it (a fact never answered)."""
         self._requests: dict[str, asyncio.Task[None]] = {}
-        self._asked: dict[str, float | None] = {}
+        self._asked: dict[str, tuple[float | None, int]] = {}
+        """Names this replica asked for, with the observedAt of the answer it asked over (None: none yet) and
+        the queue tier it asked in."""
         self._marked: dict[str, float] = {}
         """Facts whose use this replica recorded, and when."""
         self._background: set[asyncio.Task[None]] = set()
-        """Names this replica asked for, with the observedAt of the answer it asked over (None: none yet)."""
         self._degraded_until = float("-inf")
-        self._queue: FairQueue[str, FactKey] = FairQueue(max_items=settings.max_pending)
+        self._queue: FairQueue[str, FactKey] = FairQueue(max_items=settings.max_pending, tiers=QUEUE_TIERS)
         self._workers: list[asyncio.Task[None]] = []
         self._handover = Handover()
         self._leading = False
@@ -146,6 +155,89 @@ class SharedFacts:
             registry_digest=registry[0] if registry is not None else None,
             stale=(base[1] if base is not None else ()) + (registry[1] if registry is not None else ()),
         )
+
+    # -- what is known, and what will be
+
+    def known(self, image: ImageReference, *, base_image: bool, digest: bool) -> ImageFacts | None:
+        """The facts the index holds, fresh or stale but usable; None if a needed one is not answered yet.
+
+        CPU only and without side effects (no use recorded, nothing asked): for readers that judge what
+        runs rather than admit it (the audit), which queue what is missing with `prefetch`. An expired
+        `Found` younger than ``max_stale`` answers, marked stale, as it would at admission; an expired
+        "not found" or failure does not (it is asked again).
+        """
+        base = self._known(HUAWEI, image, "base image") if base_image else None
+        registry = self._known(ALIYUN, image, "registry digest") if digest else None
+        if (base_image and base is None) or (digest and registry is None):
+            return None
+        stored_id = self._stored_hss_image_id(image) if base is not None and isinstance(base[0], Found) else None
+        return ImageFacts(
+            base_image=base[0] if base is not None else None,
+            registry_digest=registry[0] if registry is not None else None,
+            stale=(base[1] if base is not None else ()) + (registry[1] if registry is not None else ()),
+            hss_image_id=stored_id,
+        )
+
+    def _known(self, cloud: Cloud, image: ImageReference, fact: FactName) -> _Answer | None:
+        key = self._key(cloud, image)
+        if key is None:
+            unasked = self._resolver.answered_without_call(image, base_image=cloud == HUAWEI)
+            return (unasked, ()) if unasked is not None else None
+        refusal = self.settings.regions.refusal(cloud, key.location.region)
+        if refusal is not None:
+            return NotApplicable(f"{image.registry}: {refusal}"), ()
+        stored = self._backend.lookup(key.name)
+        record = stored.record if stored is not None else None
+        if record is None:
+            return None
+        now = self._wall()
+        if record.fresh(now):
+            return record.outcome, ()
+        age = now - record.observed_at
+        if isinstance(record.outcome, Found) and age < self.settings.max_stale:
+            because = TimedOut(cloud=key.cloud, api=_STORE_API, detail="expired; not refreshed yet")
+            return record.outcome, (StaleFact(fact, age, (because,)),)
+        return None
+
+    def _stored_hss_image_id(self, image: ImageReference) -> str | None:
+        key = self._key(HUAWEI, image)
+        stored = self._backend.lookup(key.name) if key is not None else None
+        return stored.record.hss_image_id if stored is not None and stored.record is not None else None
+
+    def prefetch(self, image: ImageReference, *, base_image: bool, digest: bool, priority: Priority) -> None:
+        """Make sure the facts will be resolved, below every admission miss; never waits, never raises.
+
+        No-op for what is stored and fresh (or asked for already, or answered without a call). The leader
+        queues it; another replica creates the ImageFact (or marks an expired one requested) with
+        ``requested-by`` naming the priority, so the leader queues it just as low. Nothing is asked while
+        the store is degraded (resolving in-process would spend the quota of a replica that is not the
+        leader) or when the fact cap is reached.
+        """
+        group = PREFETCH_GROUPS[priority]
+        try:
+            asyncio.get_running_loop()  # asking writes in the background
+            if base_image:
+                self._prefetch(HUAWEI, image, group)
+            if digest:
+                self._prefetch(ALIYUN, image, group)
+        except Exception:  # a prefetch is best effort: its caller (the audit) must go on
+            logger.exception("asking ahead of need for %s failed", image)
+
+    def _prefetch(self, cloud: Cloud, image: ImageReference, group: str) -> None:
+        key = self._key(cloud, image)
+        if key is None or self.degraded or self.settings.regions.refusal(cloud, key.location.region) is not None:
+            return
+        stored = self._backend.lookup(key.name)
+        if stored is not None and stored.record is not None and stored.record.fresh(self._wall()):
+            return
+        if stored is None and self._backend.count() >= self.settings.upkeep.max_facts:
+            return
+        if self._leading:
+            self._enqueue(group, key)  # the leader's write creates the ImageFact
+        else:
+            self._ask(key, group, stored)
+
+    # -- admission
 
     async def _fact(self, cloud: Cloud, image: ImageReference, deadline: Deadline, fact: FactName) -> _Answer:
         key = self._key(cloud, image)
@@ -257,17 +349,30 @@ class SharedFacts:
         return answer
 
     def _ask(self, key: FactKey, namespace: str, stored: StoredFact | None) -> None:
-        """Create the ImageFact, or mark an expired one requested again: once per name and per answer."""
+        """Create the ImageFact, or mark an expired one requested again: once per name, answer and tier.
+
+        ``namespace`` is the requesting namespace, or a `PREFETCH_GROUPS` name for a fact asked for ahead of
+        need. Something asked for ahead of need that a review now waits for is asked again, as the review's
+        namespace, so that the leader moves it up to the admission misses.
+        """
         name = key.name
+        tier = queue_tier(namespace)
         record = stored.record if stored is not None else None
-        if stored is not None and (record is None or stored.pending(self._wall())):
-            return  # asked already, by us or by another replica; the leader sees it
+        if (
+            stored is not None
+            and (record is None or stored.pending(self._wall()))
+            and queue_tier(stored.requested_by or _NO_NAMESPACE) <= tier
+        ):
+            return  # asked already, by us or by another replica, at least as urgently; the leader sees it
         asked_over = record.observed_at if record is not None else None
-        if name in self._requests or (name in self._asked and self._asked[name] == asked_over):
+        if name in self._requests:
+            return
+        previous = self._asked.get(name)
+        if previous is not None and previous[0] == asked_over and previous[1] <= tier:
             return
         if len(self._asked) >= 10_000:
             self._asked.clear()
-        self._asked[name] = asked_over
+        self._asked[name] = (asked_over, tier)
         task = asyncio.ensure_future(self._request(key, namespace, stored))
         self._requests[name] = task
         task.add_done_callback(lambda _: self._requests.pop(name, None))
@@ -376,7 +481,7 @@ class SharedFacts:
             self.settings.upkeep,
             refresh=lambda key: self._enqueue(REFRESH_GROUP, key),
             key_of=self._key_of,
-            idle=lambda: len(self._queue) == 0,
+            idle=lambda: self._queue.pending_in_tier(0) == 0,
             observer=self._observer,
             wall=self._wall,
             clock=self._clock,
@@ -396,7 +501,8 @@ class SharedFacts:
         self._report_pending()
 
     def _enqueue(self, namespace: str, key: FactKey) -> None:
-        if self._queue.push(namespace, key.name, key):
+        """Queue ``key`` for the leader's workers, in the tier its group says (`queue_tier`)."""
+        if self._queue.push(namespace, key.name, key, tier=queue_tier(namespace)):
             self._report_pending()
 
     def _report_pending(self) -> None:

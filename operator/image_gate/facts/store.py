@@ -13,29 +13,51 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from image_gate.core.cloudnames import HUAWEI
 from image_gate.core.outcomes import Found, NotApplicable, NotFound, Outcome, Throttled
 from image_gate.facts.records import FactKey, FactRecord, StoredFact
 from image_gate.facts.regions import RegionAllowList
 from image_gate.facts.resolver import CacheSettings
-from image_gate.facts.upkeep import UpkeepSettings
+from image_gate.facts.upkeep import REFRESH_GROUP, UpkeepSettings
 
 __all__ = [
+    "PREFETCH_GROUPS",
+    "QUEUE_TIERS",
     "REQUESTING_NAMESPACE",
     "FactStoreBackend",
     "NullSharedFactsObserver",
+    "Priority",
     "SharedFactsObserver",
     "StoreSettings",
     "StoreUnavailable",
     "WriteResult",
+    "queue_tier",
 ]
 
 REQUESTING_NAMESPACE: contextvars.ContextVar[str] = contextvars.ContextVar("image_gate_namespace", default="")
 """The namespace of the review being judged; the webhook sets it, the fair queue reads it."""
 
 WriteResult = Literal["written", "unchanged", "conflict"]
+
+Priority = Literal["running", "inventory"]
+"""How urgent a fact asked for ahead of need is: images of running workloads before the registry's inventory."""
+
+PREFETCH_GROUPS: Final[dict[Priority, str]] = {"running": "(running)", "inventory": "(inventory)"}
+"""The leader's queue groups (and an ImageFact's ``requested-by``) of facts asked for ahead of need.
+
+Not namespace names (those never hold parentheses), so a replica that asks ahead of need says so in the
+annotation, and the leader queues it below admission misses whoever created the ImageFact."""
+
+QUEUE_TIERS: Final = 3
+_LATER_TIERS: Final[dict[str, int]] = {REFRESH_GROUP: 1, PREFETCH_GROUPS["running"]: 1, PREFETCH_GROUPS["inventory"]: 2}
+
+
+def queue_tier(group: str) -> int:
+    """The leader's queue tier for ``group``: 0 for a namespace's admission miss (the most urgent); then
+    refreshes ahead of expiry and running workloads' images (1); then the inventory (2)."""
+    return _LATER_TIERS.get(group, 0)
 
 
 class StoreUnavailable(Exception):
