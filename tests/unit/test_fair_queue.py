@@ -77,3 +77,81 @@ async def test_get_waits_for_an_item() -> None:
     queue.clear()
     assert len(queue) == 0
     assert queue.pop() is None
+
+
+# -- tiers of urgency
+
+
+def test_a_less_urgent_tier_waits_for_every_more_urgent_one() -> None:
+    queue: FairQueue[str, str] = FairQueue(tiers=3)
+    queue.push("(inventory)", "inv", "x", tier=2)
+    queue.push("(running)", "run", "x", tier=1)
+    queue.push("(refresh)", "ref", "x", tier=1)
+    queue.push("team", "miss", "x")
+    assert drain(queue) == ["miss", "run", "ref", "inv"], (
+        "misses, then refresh and running taking turns, then inventory"
+    )
+
+
+def test_a_key_asked_for_more_urgently_moves_up_and_never_down() -> None:
+    queue: FairQueue[str, str] = FairQueue(tiers=3)
+    for n in range(3):
+        queue.push("(inventory)", f"inv-{n}", "x", tier=2)
+    assert not queue.push("(inventory)", "inv-2", "x", tier=2), "the same tier: nothing changes"
+    assert queue.push("team", "inv-2", "wanted"), "an admission waits for it now"
+    assert not queue.push("(inventory)", "inv-2", "x", tier=2), "and it does not go back down"
+    assert len(queue) == 3
+    assert queue.pending_by_group() == {"(inventory)": 2, "team": 1}
+    assert queue.pending_in_tier(0) == 1
+    assert queue.pending_in_tier(2) == 2
+    assert queue.pop() == ("team", "inv-2", "wanted")
+    assert drain(queue) == ["inv-0", "inv-1"], "its old place is skipped"
+
+
+def test_a_full_queue_drops_the_newest_least_urgent_item_for_an_urgent_one() -> None:
+    queue: FairQueue[str, str] = FairQueue(max_items=3, tiers=3)
+    queue.push("(running)", "run", "x", tier=1)
+    queue.push("(inventory)", "inv-0", "x", tier=2)
+    queue.push("(inventory)", "inv-1", "x", tier=2)
+    assert not queue.push("(inventory)", "inv-2", "x", tier=2), "full of items as urgent"
+    assert queue.push("team", "miss-0", "x")
+    assert "inv-1" not in queue, "the newest of the least urgent tier made room"
+    assert queue.push("team", "miss-1", "x")
+    assert queue.push("team", "miss-2", "x"), "then the next tier up"
+    assert not queue.push("team", "miss-3", "x"), "misses are never dropped for misses"
+    assert drain(queue) == ["miss-0", "miss-1", "miss-2"]
+    assert queue.pending_by_group() == {}
+
+
+def test_counts_stay_exact_over_ten_thousand_items() -> None:
+    """The counts are kept as items come and go (a metric reads them after every change): checked against a
+    count from scratch after every kind of change, with 10,000 items pending."""
+    queue: FairQueue[str, str] = FairQueue(max_items=10_000, tiers=3)
+    groups = [f"ns-{n}" for n in range(40)]
+    for n in range(10_000):
+        tier = n % 3
+        group = "(inventory)" if tier == 2 else groups[n % len(groups)]
+        assert queue.push(group, f"k{n}", group, tier=tier)
+    assert len(queue) == 10_000
+
+    def from_scratch() -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for key in list(queue._items):
+            group = queue._items[key].group
+            counts[group] = counts.get(group, 0) + 1
+        return counts
+
+    assert queue.pending_by_group() == from_scratch()
+    assert sum(queue.pending_in_tier(tier) for tier in range(3)) == 10_000
+    for n in range(0, 10_000, 7):
+        queue.remove(f"k{n}")
+    for n in range(2, 10_000, 30):
+        queue.push("ns-urgent", f"k{n}", "x")  # inventory keys moved up, where not removed
+    popped = [queue.pop() for _ in range(2_500)]
+    assert all(entry is not None for entry in popped)
+    assert queue.pending_by_group() == from_scratch()
+    assert sum(queue.pending_in_tier(tier) for tier in range(3)) == len(queue)
+    remaining = len(queue)
+    assert len(set(drain(queue))) == remaining, "each pending key served once, none lost"
+    assert queue.pending_by_group() == {}
+    assert [queue.pending_in_tier(tier) for tier in range(3)] == [0, 0, 0]
