@@ -84,7 +84,9 @@ async def test_refreshes_take_only_a_share_of_the_hss_quota(time: FakeTime, clus
         await time.advance(3.0)
         assert task.result().base_image == Found(DEBIAN)
     finds = len(leader.hss.find_calls)
-    await time.advance(TAG_TTL + 60.0)
+    await time.advance(TAG_TTL * 0.85 - 20.0)
+    assert len(leader.hss.find_calls) == finds, "nothing is due before the last 15 % of the TTL"
+    await time.advance(100.0)
     refreshed = len(leader.hss.find_calls) - finds
     assert 1 <= refreshed <= 2, f"about one HSS refresh a minute, not all five at once ({refreshed})"
     await time.advance(300.0)

@@ -230,17 +230,21 @@ class OutcomeCache(Generic[K, T]):
         *,
         deadline: Deadline,
         ttl: TtlChoice = DEFAULT_TTL,
+        fresh: bool = False,
     ) -> Answer[T]:
         """The outcome for ``key``: cached, shared with a lookup in flight, or fetched now.
 
         Waits at most ``deadline.remaining()``. ``fetch`` and ``ttl`` are used only
         if this call starts the lookup; a lookup already in flight keeps its own.
+        ``fresh``: no entry cached before this call answers as fresh (a refresh of a
+        stored fact must not store again what this cache fetched minutes ago); a
+        lookup in flight is joined, and a cached `Found` can still stand in, stale.
         """
         if self._closed:
             return Answer(Unavailable(cloud=self.cloud, api=self.api, detail="image-gate is shutting down"))
         now = self._clock()
         entry = self._entries.get(key)
-        if entry is not None and now < entry.expires_at:
+        if entry is not None and now < entry.expires_at and not fresh:
             negative = not isinstance(entry.outcome, Found)
             self._observer.hit(cache=self.name, negative=negative)
             if not negative and self._due_for_refresh(entry, now) and key not in self._in_flight:
@@ -258,13 +262,13 @@ class OutcomeCache(Generic[K, T]):
                 api=self.api,
                 detail="no answer within the request's deadline; the lookup goes on and will fill the cache",
             )
-            return self._fallback(key, timeout, "deadline")
+            return self._fallback(key, timeout, "deadline", since=now if fresh else None)
         if task.cancelled():
             # Only `aclose` cancels lookups.
             return Answer(Unavailable(cloud=self.cloud, api=self.api, detail="image-gate is shutting down"))
         outcome = task.result()
         if isinstance(outcome, Failure):
-            return self._fallback(key, outcome, "failure")
+            return self._fallback(key, outcome, "failure", since=now if fresh else None)
         return Answer(outcome)
 
     def warm(self, key: K, fetch: Fetch[T], *, ttl: TtlChoice = DEFAULT_TTL) -> None:
@@ -370,13 +374,14 @@ class OutcomeCache(Generic[K, T]):
             timer.cancel()
         return future.done()
 
-    def _fallback(self, key: K, failure: Failure, reason: StaleReason) -> Answer[T]:
-        """What to answer instead of ``failure``: a fresh entry stored meanwhile, a stale `Found`, or nothing."""
+    def _fallback(self, key: K, failure: Failure, reason: StaleReason, *, since: float | None = None) -> Answer[T]:
+        """What to answer instead of ``failure``: a fresh entry stored meanwhile (fetched ``since`` then, when
+        given), a stale `Found`, or nothing."""
         now = self._clock()
         entry = self._entries.get(key)
         if entry is not None:
             age = now - entry.fetched_at
-            if now < entry.expires_at:
+            if now < entry.expires_at and (since is None or entry.fetched_at >= since):
                 return Answer(entry.outcome, age=age)
             if isinstance(entry.outcome, Found) and age < self.max_stale:
                 self._observer.stale(cache=self.name, reason=reason, age=age)

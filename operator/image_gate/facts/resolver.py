@@ -272,15 +272,22 @@ class FactResolver:
         """The HSS and SAS breakers, for ``/readyz``'s detail (`image_gate.app.health`)."""
         return self._hss_breaker, self._sas_breaker
 
-    async def resolve(self, image: ImageReference, *, base_image: bool, digest: bool, deadline: Deadline) -> ImageFacts:
-        """The facts asked for, each within ``deadline``; the two clouds are asked concurrently."""
+    async def resolve(
+        self, image: ImageReference, *, base_image: bool, digest: bool, deadline: Deadline, fresh: bool = False
+    ) -> ImageFacts:
+        """The facts asked for, each within ``deadline``; the two clouds are asked concurrently.
+
+        ``fresh``: what a tag points at is asked again, whatever the caches hold (the leader storing a fact,
+        which must not be older than its ``observedAt`` says); what never changes (a digest's base image,
+        a repository's ids) still comes from the caches.
+        """
         base: _Resolved | None = None
         registry: _Resolved | None = None
         if base_image and digest:
             # One chain in a task, the other in this coroutine: one task fewer keeps a warm resolve cheap.
-            other = asyncio.ensure_future(self._registry_digest(image, deadline))
+            other = asyncio.ensure_future(self._registry_digest(image, deadline, fresh))
             try:
-                base = await self._base_image(image, deadline)
+                base = await self._base_image(image, deadline, fresh)
             except BaseException:
                 # The chains return outcomes and never raise: this is our caller being cancelled.
                 # The other chain goes too; the lookups the caches share with others go on.
@@ -288,9 +295,9 @@ class FactResolver:
                 raise
             registry = await other
         elif base_image:
-            base = await self._base_image(image, deadline)
+            base = await self._base_image(image, deadline, fresh)
         elif digest:
-            registry = await self._registry_digest(image, deadline)
+            registry = await self._registry_digest(image, deadline, fresh)
         return ImageFacts(
             base_image=base.outcome if base is not None else None,
             registry_digest=registry.outcome if registry is not None else None,
@@ -320,7 +327,7 @@ class FactResolver:
 
     # -- HSS: reference -> registry image -> base image (by digest)
 
-    async def _base_image(self, image: ImageReference, deadline: Deadline) -> _Resolved:
+    async def _base_image(self, image: ImageReference, deadline: Deadline, fresh: bool = False) -> _Resolved:
         location = self.mapping.hss_location(image)
         if location is None:
             return _Resolved(_unmapped(image, _HSS))
@@ -344,11 +351,12 @@ class FactResolver:
             deadline=deadline,
             first_ttl=ttl,
             found_id=lambda found: found.image_id or None,
+            fresh_first=fresh,
         )
 
     # -- SAS: reference -> ACR repository (ids) -> the tag's current digest
 
-    async def _registry_digest(self, image: ImageReference, deadline: Deadline) -> _Resolved:
+    async def _registry_digest(self, image: ImageReference, deadline: Deadline, fresh: bool = False) -> _Resolved:
         location = self.mapping.acr_location(image)
         if location is None:
             return _Resolved(_unmapped(image, _ACR))
@@ -372,6 +380,7 @@ class FactResolver:
                 SAS_DIGEST_API, lambda: sas.registry_digest(repository, tag, deadline=budget)
             ),
             deadline=deadline,
+            fresh_second=fresh,
         )
 
 
@@ -386,13 +395,16 @@ async def _chain(
     deadline: Deadline,
     first_ttl: TtlChoice = DEFAULT_TTL,
     found_id: Callable[[F], str | None] = lambda _: None,
+    fresh_first: bool = False,
+    fresh_second: bool = False,
 ) -> _Resolved:
     """Two cached lookups in a row, where the first finds what the second asks about.
 
     As soon as the first finds its answer it starts the second in the
     background, so a request whose deadline passes between the two still
     leaves both answers in the cache for the API server's retry. ``found_id``
-    names what the first step found (HSS's image id), for the record.
+    names what the first step found (HSS's image id), for the record. ``fresh_first`` /
+    ``fresh_second``: that step's cached answer does not do (`OutcomeCache.get`'s ``fresh``).
     """
 
     async def find_and_warm(budget: Deadline) -> Outcome[F]:
@@ -402,11 +414,11 @@ async def _chain(
             second.warm(second_key(found), lambda b: fetch(found, b))
         return outcome
 
-    step_one = await first.get(first_key, find_and_warm, deadline=deadline, ttl=first_ttl)
+    step_one = await first.get(first_key, find_and_warm, deadline=deadline, ttl=first_ttl, fresh=fresh_first)
     if not isinstance(step_one.outcome, Found):
         return _Resolved.of(step_one)
     found = step_one.outcome.value
-    step_two = await second.get(second_key(found), lambda b: fetch(found, b), deadline=deadline)
+    step_two = await second.get(second_key(found), lambda b: fetch(found, b), deadline=deadline, fresh=fresh_second)
     return _Resolved.of(step_one, step_two, found_id=found_id(found))
 
 

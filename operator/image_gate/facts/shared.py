@@ -16,8 +16,11 @@ Facts shared by every replica: the cluster's ImageFacts in front of the in-proce
    namespace cannot starve another; a few workers only, or the cloud's limiter
    would become a FIFO again. It resolves through the existing `FactResolver`
    (single flight, breakers, client-side quota: only the leader calls the
-   clouds) and writes the status, guarded by the resourceVersion it read, only
-   when it changed. A `NotFound` is stored with the negative TTL and a failure
+   clouds), asking again what a tag points at whatever the in-process caches
+   hold (``fresh``: a stored fact is as old as its ``observedAt`` says, never
+   a cached answer re-stamped), and writes the status, guarded by the
+   resourceVersion it read, only when it changed. Used tag facts are refreshed
+   ahead of expiry (``facts.upkeep``). A `NotFound` is stored with the negative TTL and a failure
    until its retry time, so repeats cost nothing until then. A new leader makes
    no HSS call until its predecessor's quota windows have passed (`Handover`).
 4. **Known and ahead of need**: `known` answers from the index alone (the
@@ -500,10 +503,12 @@ class SharedFacts:
         self._queue.clear()
         self._report_pending()
 
-    def _enqueue(self, namespace: str, key: FactKey) -> None:
-        """Queue ``key`` for the leader's workers, in the tier its group says (`queue_tier`)."""
-        if self._queue.push(namespace, key.name, key, tier=queue_tier(namespace)):
-            self._report_pending()
+    def _enqueue(self, namespace: str, key: FactKey) -> bool:
+        """Queue ``key`` for the leader's workers, in the tier its group says (`queue_tier`); True if queued."""
+        if not self._queue.push(namespace, key.name, key, tier=queue_tier(namespace)):
+            return False
+        self._report_pending()
+        return True
 
     def _report_pending(self) -> None:
         self._observer.pending_by_namespace(self._queue.pending_by_group())
@@ -526,12 +531,12 @@ class SharedFacts:
                 logger.info("waiting %.1fs for the previous leader's HSS quota window before calling HSS", wait)
                 await self._sleep(wait)
         stored = self._backend.lookup(key.name)
-        if stored is not None and stored.record is not None and stored.record.fresh(self._wall()):
+        if stored is not None and stored.record is not None and not self._to_resolve(stored.record):
             self._answer(key.name, (stored.record.outcome, ()))
             return  # answered meanwhile (by us before a restart, or by a previous leader)
         budget = Deadline.after(self.settings.lookup_budget, self._clock)
         facts = await self._resolver.resolve(
-            key.image, base_image=key.cloud == HUAWEI, digest=key.cloud == ALIYUN, deadline=budget
+            key.image, base_image=key.cloud == HUAWEI, digest=key.cloud == ALIYUN, deadline=budget, fresh=True
         )
         outcome = facts.base_image if key.cloud == HUAWEI else facts.registry_digest
         assert outcome is not None
@@ -546,6 +551,14 @@ class SharedFacts:
         expires_at = self.settings.expiry(key, outcome, now)
         record = FactRecord(outcome, observed_at=now, expires_at=expires_at, hss_image_id=facts.hss_image_id)
         await self._store(key, record)
+
+    def _to_resolve(self, record: FactRecord) -> bool:
+        """Whether the leader resolves a stored fact again: expired, or a `Found` due for its refresh ahead."""
+        now = self._wall()
+        if not record.fresh(now):
+            return True
+        start = self.settings.upkeep.refresh_from(record)
+        return isinstance(record.outcome, Found) and start is not None and start <= now
 
     async def _store(self, key: FactKey, record: FactRecord) -> None:
         """Write ``record``, guarded by the resourceVersion last seen; on a conflict, look again and retry.

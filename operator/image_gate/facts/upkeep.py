@@ -1,14 +1,18 @@
 """
 The leader's upkeep of the stored facts: refresh what is used, delete what is not, keep a cap.
 
-* **Refresh.** A tag can be pushed again, so a fact about a tag expires after
-  the tag TTL. Facts that reviews used lately are resolved again by the
-  leader once they expire, before a review has to wait for them: queued in
-  the fair queue under a group of their own (`REFRESH_GROUP`), so they take
-  turns with the namespaces' misses instead of going first, and never more
-  than a share of each cloud's quota (by default one HSS lookup a minute, a
-  fifth of HSS's 5 calls a minute per API), and only while no miss waits.
-  Facts about a digest never expire and are never refreshed.
+* **Refresh ahead.** A tag can be pushed again, so a fact about a tag expires
+  after the tag TTL. Facts that reviews used lately are resolved again by the
+  leader in the last ``refresh_ahead`` of their TTL (15 %), before they
+  expire, so no review has to wait for them or be answered stale: queued in
+  the fair queue's second tier under a group of their own (`REFRESH_GROUP`),
+  below every namespace's miss, never more than a share of each cloud's
+  quota (by default one HSS lookup a minute, a fifth of HSS's 5 calls a
+  minute per API), and only while no miss waits. What the share cannot
+  refresh in time expires and is refreshed later, soonest expiring first.
+  The leader asks the cloud itself, past its in-process caches (the
+  resolver's ``fresh``), so a stored fact is never older than its
+  ``observedAt``. Facts about a digest never expire and are never refreshed.
 * **Delete.** A fact nobody used for ``unused_after`` (30 days) is deleted:
   "used" is recorded by the replicas at most once a day per fact
   (``status.lastUsed``), never per review.
@@ -27,7 +31,7 @@ from typing import Final, Protocol
 
 from image_gate.core.clock import Clock, Sleep
 from image_gate.core.outcomes import Found
-from image_gate.facts.records import FactKey, StoredFact
+from image_gate.facts.records import FactKey, FactRecord, StoredFact
 
 __all__ = ["REFRESH_GROUP", "Upkeep", "UpkeepBackend", "UpkeepObserver", "UpkeepSettings"]
 
@@ -41,6 +45,9 @@ DAY: Final = 86_400.0
 @dataclass(frozen=True, slots=True)
 class UpkeepSettings:
     interval: float = 10.0
+    refresh_ahead: float = 0.15
+    """The last fraction of a tag fact's TTL in which it is refreshed, if used: a fact stored for 300 s is
+    refreshed from 255 s on."""
     hss_refreshes_per_minute: float = 1.0
     acr_refreshes_per_minute: float = 12.0
     refresh_if_used_within: float = 2 * DAY
@@ -59,6 +66,14 @@ class UpkeepSettings:
             raise ValueError(f"UpkeepSettings.max_facts must be at least 1, not {self.max_facts}")
         if self.hss_refreshes_per_minute < 0 or self.acr_refreshes_per_minute < 0:
             raise ValueError("UpkeepSettings: refreshes per minute must not be negative")
+        if not 0 < self.refresh_ahead < 1:
+            raise ValueError(f"UpkeepSettings.refresh_ahead must be between 0 and 1, not {self.refresh_ahead}")
+
+    def refresh_from(self, record: FactRecord) -> float | None:
+        """When a used fact becomes due for a refresh (wall clock); None for facts that never expire."""
+        if record.expires_at is None:
+            return None
+        return record.expires_at - self.refresh_ahead * max(0.0, record.expires_at - record.observed_at)
 
 
 class UpkeepBackend(Protocol):
@@ -87,7 +102,7 @@ class Upkeep:
         backend: UpkeepBackend,
         settings: UpkeepSettings,
         *,
-        refresh: Callable[[FactKey], None],
+        refresh: Callable[[FactKey], bool],
         key_of: Callable[[StoredFact], FactKey | None],
         idle: Callable[[], bool],
         observer: UpkeepObserver,
@@ -134,28 +149,27 @@ class Upkeep:
             self._tokens[cloud] = min(1.0, self._tokens[cloud] + elapsed * rate)
 
     def refresh_due(self) -> int:
-        """Queue the expired, recently used tag facts the quota share allows, soonest expired first."""
+        """Queue the recently used tag facts in (or past) their last stretch, as the quota share allows,
+        soonest expiring first; a token is spent only on a fact actually queued (not queued already)."""
         now = self._wall()
         horizon = now - self.settings.refresh_if_used_within
-        due = [
-            stored
-            for stored in self._backend.stored()
-            if stored.record is not None
-            and isinstance(stored.record.outcome, Found)
-            and stored.record.expires_at is not None
-            and stored.record.expires_at <= now
-            and (stored.used_since() or 0.0) >= horizon
-        ]
-        due.sort(key=lambda stored: stored.record.expires_at if stored.record and stored.record.expires_at else 0.0)
+        due: list[tuple[float, StoredFact]] = []
+        for stored in self._backend.stored():
+            record = stored.record
+            if record is None or not isinstance(record.outcome, Found):
+                continue
+            start = self.settings.refresh_from(record)
+            if start is not None and start <= now and (stored.used_since() or 0.0) >= horizon:
+                due.append((record.expires_at or start, stored))
+        due.sort(key=lambda pair: pair[0])
         queued = 0
-        for stored in due:
+        for _, stored in due:
             if self._tokens.get(stored.cloud, 0.0) < 1.0:
                 continue
             key = self._key_of(stored)
-            if key is None:
+            if key is None or not self._refresh(key):
                 continue
             self._tokens[stored.cloud] -= 1.0
-            self._refresh(key)
             queued += 1
         return queued
 
