@@ -17,6 +17,7 @@ from typing import Any
 
 import kopf
 
+from image_gate.app.auditing import auditing
 from image_gate.app.certs import ReloadingContext, ServingCertificate, generate_development_certificate
 from image_gate.app.health import serve_health
 from image_gate.app.metrics import Metrics
@@ -110,6 +111,7 @@ async def run_operator(settings: Settings) -> None:
     async with (
         fact_resolver(settings, metrics=metrics, calls=sharing.calls) as resolver,
         sharing.source(resolver) as facts,
+        auditing(settings, registry, sharing, facts),
     ):
         admission = Admission(facts, deadline=settings.deadline)
         namespaces_api = KubeApi(timeout=5.0)  # a GET that outlasts a review's wait still serves the next one

@@ -47,6 +47,7 @@ __all__ = ["DEFAULT_EXEMPT_NAMESPACES", "Settings", "SettingsError", "add_run_ar
 DEFAULT_EXEMPT_NAMESPACES = ("kube-system",)
 LogFormat = Literal["json", "text"]
 FactStoreMode = Literal["auto", "cluster", "memory"]
+ReportFlavour = Literal["auto", "wgpolicy", "openreports"]
 _CACHE = CacheSettings()
 """The fact cache's own defaults: the TTLs have their one home there."""
 
@@ -86,6 +87,11 @@ def _log_format(value: str) -> LogFormat:
 
 def _switch(value: str) -> bool:
     return choice("true", "false")(value) == "true"
+
+
+def _report_flavour(value: str) -> ReportFlavour:
+    flavour = choice("auto", "wgpolicy", "openreports")(value)
+    return "wgpolicy" if flavour == "wgpolicy" else "openreports" if flavour == "openreports" else "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +234,31 @@ class Settings:
         "comma-separated regions Security Center is asked about; others are 'not applicable' without a call",
         parse=names,
         default_text="every region",
+    )
+    audit_interval: float = setting(
+        600.0,
+        "seconds between the leader's audit passes over what runs (a policy changed, or a fact a pass used, "
+        "starts one sooner)",
+        name="audit_interval_seconds",
+        parse=seconds(),
+    )
+    audit_debounce: float = setting(
+        5.0,
+        "seconds from a policy or fact change to the audit pass it starts (changes meanwhile join that pass)",
+        name="audit_debounce_seconds",
+        parse=seconds(maximum=30.0),
+    )
+    policy_reports: bool = setting(
+        True,
+        "true: the audit writes a policy report per namespace; false: only the policies' status.audit",
+        parse=_switch,
+        default_text="true",
+    )
+    report_flavour: ReportFlavour = setting(
+        "auto",
+        "wgpolicy (wgpolicyk8s.io/v1alpha2 PolicyReport), openreports (openreports.io/v1alpha1 Report), "
+        "or auto: openreports when its CRD is served, else wgpolicy",
+        parse=_report_flavour,
     )
 
     @classmethod

@@ -15,9 +15,9 @@ import logging
 import socket
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import kopf
 
@@ -72,6 +72,16 @@ class FactSharing:
     metrics: Metrics
     calls: CallLog
     registry: kopf.OperatorRegistry
+    store: KubeFactStore | None = None
+    """The ImageFact store, once `source` shares facts through the cluster."""
+    leading: bool = False
+    _listeners: list[Callable[[bool], None]] = field(default_factory=list)
+
+    def follow_leadership(self, listener: Callable[[bool], None]) -> None:
+        """Tell ``listener`` when this replica starts (True) and stops (False) leading; at once if it leads now."""
+        self._listeners.append(listener)
+        if self.leading:
+            listener(True)
 
     @asynccontextmanager
     async def source(self, resolver: FactResolver) -> AsyncIterator[FactSource]:
@@ -100,6 +110,7 @@ class FactSharing:
             )
             stack.push_async_callback(facts.aclose)
             register_fact_store(self.registry, facts=facts, store=store)
+            self.store = store
 
             def leadership(leading: bool, handover: Handover | None) -> None:
                 self.metrics.leading(leading)
@@ -107,6 +118,9 @@ class FactSharing:
                     facts.start_leading(handover)
                 else:
                     facts.stop_leading()
+                self.leading = leading
+                for listener in self._listeners:
+                    listener(leading)
 
             lease = lease_settings(settings, namespace)
             elector = LeaderElector(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
 
 import kopf
@@ -79,6 +79,15 @@ class KubeFactStore:
         self._lease = lease
         self._wall = wall
         self._index: Mapping[str, Iterable[StoredFact]] | None = None
+        self._listeners: list[Callable[[StoredFact], None]] = []
+
+    def subscribe(self, listener: Callable[[StoredFact], None]) -> None:
+        """Tell ``listener`` of every ImageFact the watch delivers (not deleted ones): the audit's trigger."""
+        self._listeners.append(listener)
+
+    def delivered(self, stored: StoredFact) -> None:
+        for listener in self._listeners:
+            listener(stored)
 
     def attach(self, index: Mapping[str, Iterable[StoredFact]]) -> None:
         """Keep kopf's index (a live mapping, updated in place by kopf's watch)."""
@@ -252,4 +261,6 @@ def register_fact_store(registry: kopf.OperatorRegistry, *, facts: SharedFacts, 
     async def observe_fact(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
         store.attach(kwargs[FACTS_INDEX])
         if type != "DELETED":
-            facts.observe(stored_fact(body))
+            stored = stored_fact(body)
+            facts.observe(stored)
+            store.delivered(stored)
