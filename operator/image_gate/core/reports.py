@@ -119,7 +119,8 @@ def policy_reports(
     }
 
 
-def _order(result: AuditResult) -> tuple[int, str, str, str, str, str, str, str]:
+def _order(result: AuditResult) -> tuple[int, str, str, str, str, str, str, str, str]:
+    """Most important first, then by object, container, policy and rule; the rest only breaks ties."""
     return (
         _RANK[result.result],
         result.kind,
@@ -129,6 +130,7 @@ def _order(result: AuditResult) -> tuple[int, str, str, str, str, str, str, str]
         result.rule,
         result.uid,
         result.image,
+        result.message,
     )
 
 
