@@ -179,11 +179,52 @@ def test_timestamps_are_those_of_the_pass_that_first_produced_each_result() -> N
     seen.update([old, fixed], at=2000.0)
     report = policy_reports([old, fixed], timestamps=seen)["shop"]
     stamps = {entry["resources"][0]["name"]: entry["timestamp"] for entry in report["results"]}
-    assert stamps == {"a": {"seconds": 1000, "nanos": 250_000_000}, "b": {"seconds": 2000, "nanos": 0}}
+    assert stamps == {"a": {"seconds": 1000, "nanos": 0}, "b": {"seconds": 2000, "nanos": 0}}  # whole seconds
     seen.update([old], at=3000.0)
     assert seen(fixed) is None  # gone from the last pass: forgotten
     seen.update([old, fixed], at=4000.0)
     assert (seen(old), seen(fixed)) == (1000.25, 4000.0)
+
+
+@pytest.mark.parametrize("flavour", ["wgpolicy", "openreports"])
+def test_a_new_leader_takes_the_timestamps_over_from_the_stored_reports(flavour: Any) -> None:
+    results = [
+        result("fail", name="a", severity="high"),
+        result("pass", name="b", kind="Deployment", found="", expected=""),
+        replace(result("skip", name="c"), uid=""),
+    ]
+    before = FirstSeen()
+    before.update(results, at=1000.7)
+    stored = json.loads(json.dumps(policy_reports(results, flavour=flavour, timestamps=before)))
+
+    after = FirstSeen()
+    assert after.adopt(stored["shop"]) == 3
+    after.update([*results, result("warn", name="new")], at=5000.0)
+    assert policy_reports(results, flavour=flavour, timestamps=after) == stored  # nothing to write
+    assert after(result("warn", name="new")) == 5000.0
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        {},
+        {"results": "x"},
+        {"results": [3, {"source": "kyverno"}]},
+        {"results": [{"source": "image-gate", "result": "fail", "properties": {}, "resources": []}]},
+        {"results": [{"source": "image-gate", "result": "bad", "properties": {}, "resources": [{}], "timestamp": {}}]},
+    ],
+)
+def test_adopt_passes_over_what_it_cannot_read(garbage: Any) -> None:
+    seen = FirstSeen()
+    assert seen.adopt(garbage) == 0
+
+
+def test_adopt_keeps_the_times_it_has() -> None:
+    seen = FirstSeen()
+    seen.update([result()], at=10.0)
+    stored = policy_reports([result()], timestamps=lambda r: 99.0)["shop"]
+    assert seen.adopt(stored) == 0
+    assert seen(result()) == 10.0
 
 
 def test_without_timestamps_a_report_has_none() -> None:

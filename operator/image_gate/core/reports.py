@@ -23,16 +23,17 @@ one and write only when they differ:
   says how many are not listed (absent when none are: the schemas' summary has
   no field for it, and a structural schema would prune one);
 * a result's ``timestamp`` is only there when the caller gives one: the time of
-  the pass that *first* produced that exact result (`FirstSeen` remembers them),
-  so a pass that changes nothing writes nothing, and a result that changes (a
-  fix, a new fact) gets the time it changed.
+  the pass that *first* produced that exact result (`FirstSeen` remembers them,
+  and takes them over from the stored reports after a change of leader), so a
+  pass that changes nothing writes nothing, and a result that changes (a fix, a
+  new fact) gets the time it changed.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
@@ -85,6 +86,9 @@ class FirstSeen:
     words): a result that stays the same keeps its time from pass to pass; one
     that changes is new, with the time of the pass that changed it. Only the
     last pass's results are remembered. Pure state: the caller says when.
+
+    A new leader starts with the reports the last one wrote (`adopt`), so its
+    first pass does not rewrite every report only to give the results new times.
     """
 
     def __init__(self) -> None:
@@ -95,8 +99,66 @@ class FirstSeen:
         since = self._since
         self._since = {result: since.get(result, at) for result in results}
 
+    def adopt(self, report: Mapping[str, Any]) -> int:
+        """Remember the timestamps of a stored report's results, where this has none; how many it took.
+
+        ``report`` is one this module built, read back from the API server; what
+        is not readable as such is passed over (the next pass stamps it anew).
+        """
+        adopted = 0
+        for entry in _entries(report):
+            stored = _stored_result(entry)
+            if stored is not None and stored[0] not in self._since:
+                self._since[stored[0]] = stored[1]
+                adopted += 1
+        return adopted
+
     def __call__(self, result: AuditResult) -> float | None:
         return self._since.get(result)
+
+
+def _entries(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    results = report.get("results") if isinstance(report, Mapping) else None
+    return [entry for entry in results if isinstance(entry, Mapping)] if isinstance(results, list) else []
+
+
+def _stored_result(entry: Mapping[str, Any]) -> tuple[AuditResult, float] | None:
+    """The result a report entry of ours was built from, and its timestamp; None when it is not one of ours."""
+    properties, resources, stamp = entry.get("properties"), entry.get("resources"), entry.get("timestamp")
+    if not (
+        entry.get("source") == SOURCE
+        and isinstance(properties, Mapping)
+        and isinstance(resources, list)
+        and len(resources) == 1
+        and isinstance(resources[0], Mapping)
+        and isinstance(stamp, Mapping)
+        and isinstance(stamp.get("seconds"), int)
+        and entry.get("result") in _RANK
+    ):
+        return None
+    reference = resources[0]
+    texts = [
+        reference.get("namespace"),
+        reference.get("kind"),
+        reference.get("name"),
+        reference.get("uid", ""),
+        properties.get("container"),
+        properties.get("image"),
+        entry.get("policy"),
+        entry.get("rule"),
+        entry.get("message"),
+        properties.get("found", ""),
+        properties.get("expected", ""),
+    ]
+    severity = entry.get("severity")
+    if not all(isinstance(text, str) for text in texts) or not (severity is None or isinstance(severity, str)):
+        return None
+    namespace, kind, name, uid, container, image, policy, rule, message, found, expected = texts
+    outcome: ResultKind = entry["result"]
+    result = AuditResult(
+        namespace, kind, name, uid, container, image, policy, rule, outcome, message, found, expected, severity
+    )
+    return result, float(stamp["seconds"])
 
 
 def policy_reports(
@@ -203,9 +265,9 @@ def _resources(result: AuditResult, known: dict[tuple[str, str, str], list[dict[
 
 
 def _timestamp(at: float) -> dict[str, int]:
-    """A ``metav1.Timestamp``: whole seconds and the nanoseconds past them."""
-    seconds = math.floor(at)
-    return {"seconds": seconds, "nanos": min(999_999_999, round((at - seconds) * 1e9))}
+    """A ``metav1.Timestamp`` in whole seconds, as Kubernetes writes times: read back (`FirstSeen.adopt`),
+    it is the same timestamp again, where nanoseconds would not survive a float."""
+    return {"seconds": math.floor(at), "nanos": 0}
 
 
 def policy_audit_status(results: Iterable[AuditResult], policy: str, *, at: float) -> dict[str, Any]:
