@@ -14,7 +14,9 @@ from image_gate.core.outcomes import Found, NotApplicable, NotFound, TimedOut, U
 from image_gate.facts.calllog import Handover
 from image_gate.facts.records import FactKey, FactRecord, StoredFact, status_of
 from image_gate.facts.regions import HSS_REGIONS, RegionAllowList
-from image_gate.facts.store import REQUESTING_NAMESPACE, WriteResult
+from image_gate.facts.resolver import FactResolver
+from image_gate.facts.store import REQUESTING_NAMESPACE, StoreSettings, WriteResult
+from image_gate.facts.upkeep import UpkeepSettings
 from tests.factcluster import Backend, Cluster, Replica, resolve
 from tests.fakeclouds import APP_V1, APP_V2, DEBIAN, DIGEST_A, MAPPING, MIRROR
 from tests.faketime import FakeTime, settle
@@ -274,6 +276,37 @@ async def test_a_region_hss_does_not_serve_costs_no_call(time: FakeTime, cluster
     assert "xx-nowhere-9" in facts.base_image.detail
     assert leader.cloud_calls == 0
     assert cluster.creates == 0, "not even an ImageFact"
+
+
+async def test_a_region_hss_does_not_serve_costs_no_call_whatever_the_mode(time: FakeTime, cluster: Cluster) -> None:
+    made_up = ImageReference.parse("swr.xx-nowhere-9.myhuaweicloud.com/team/app:v1")
+    replica = Replica(cluster, time)
+    # --fact-store memory: the resolver is the fact source.
+    memory = await replica.resolver.resolve(made_up, base_image=True, digest=True, deadline=time.deadline(3))
+    assert isinstance(memory.base_image, NotApplicable)
+    assert "xx-nowhere-9" in memory.base_image.detail
+    # Degraded: the store cannot be written, so misses are resolved in-process.
+    cluster.writable = False
+    await resolve(replica, time, APP_V1)
+    assert replica.facts.degraded
+    calls = replica.cloud_calls
+    degraded = await resolve(replica, time, made_up, seconds=0.0)
+    assert degraded.base_image == memory.base_image, "the same answer, in the same words"
+    # Past the fact cap: misses are resolved in-process too.
+    cluster.writable = True
+    await time.advance(31.0)
+    replica.facts.settings = StoreSettings(upkeep=UpkeepSettings(max_facts=1))
+    capped = await resolve(replica, time, made_up, seconds=0.0)
+    assert capped.base_image == memory.base_image
+    assert replica.cloud_calls == calls, "no call in any mode"
+    assert cluster.creates == 0
+    # An ACR region outside a configured list, likewise.
+    only_shanghai = RegionAllowList.of(aliyun=["cn-shanghai"])
+    resolver = FactResolver(MAPPING, replica.hss, replica.sas, regions=only_shanghai, clock=time, sleep=time.sleep)
+    acr = await resolver.resolve(APP_V1, base_image=False, digest=True, deadline=time.deadline(3))
+    assert isinstance(acr.registry_digest, NotApplicable)
+    assert "cn-hangzhou" in acr.registry_digest.detail
+    assert replica.cloud_calls == calls
 
 
 def test_the_default_hss_regions_are_the_sdks() -> None:

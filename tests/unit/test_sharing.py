@@ -11,6 +11,7 @@ import pytest
 from image_gate.app.clusterfacts import list_cluster_facts
 from image_gate.app.settings import Settings, SettingsError, add_run_arguments
 from image_gate.app.sharing import lease_settings, replica_identity, shares_facts, store_settings
+from image_gate.app.wiring import fact_resolver
 from image_gate.core.clock import Deadline
 from image_gate.core.outcomes import BaseImage, Found
 from image_gate.facts.records import FactKey, FactRecord, status_of
@@ -50,13 +51,23 @@ def test_the_lease_and_the_store_follow_the_settings() -> None:
     store = store_settings(settings(IMAGE_GATE_MAX_FACTS="1000", IMAGE_GATE_UNUSED_FACT_DAYS="7"))
     assert store.upkeep.max_facts == 1000
     assert store.upkeep.unused_after == 7 * 86_400
-    regions = store_settings(settings("--acr-regions", "cn-hangzhou, cn-shanghai")).regions
-    assert regions.aliyun == frozenset({"cn-hangzhou", "cn-shanghai"})
-    assert regions.huawei is not None
-    assert "cn-north-4" in regions.huawei, "HSS keeps its SDK's regions"
-    assert store_settings(settings(IMAGE_GATE_HSS_REGIONS="cn-north-4")).regions.huawei == frozenset({"cn-north-4"})
     with pytest.raises(SettingsError, match="IMAGE_GATE_MAX_FACTS"):
         settings(IMAGE_GATE_MAX_FACTS="0")
+
+
+async def test_the_resolver_keeps_the_region_lists_and_the_cap_in_every_mode() -> None:
+    """The resolver, not the shared store, holds the region allow-list and honours the fact cap, so that
+    a replica resolving in-process (``--fact-store memory``, or degraded) refuses the same regions."""
+    async with fact_resolver(settings("--acr-regions", "cn-hangzhou, cn-shanghai"), environ={}) as resolver:
+        assert resolver.regions.aliyun == frozenset({"cn-hangzhou", "cn-shanghai"})
+        assert resolver.regions.huawei is not None
+        assert "cn-north-4" in resolver.regions.huawei, "HSS keeps its SDK's regions"
+        assert resolver.settings.max_entries == 10_000, "the in-process bound, below the default cap of 50,000"
+    async with fact_resolver(
+        settings(IMAGE_GATE_HSS_REGIONS="cn-north-4", IMAGE_GATE_MAX_FACTS="500"), environ={}
+    ) as r:
+        assert r.regions.huawei == frozenset({"cn-north-4"})
+        assert r.settings.max_entries == 500, "--max-facts bounds what a replica keeps in memory too"
 
 
 def test_every_process_holds_the_lease_under_its_own_name() -> None:

@@ -26,7 +26,6 @@ from image_gate.app.settings import Settings
 from image_gate.core.admission import FactSource
 from image_gate.facts.calllog import CallLog, Handover
 from image_gate.facts.records import API_GROUP, API_VERSION, FACT_PLURAL
-from image_gate.facts.regions import RegionAllowList
 from image_gate.facts.resolver import FactResolver
 from image_gate.facts.shared import SharedFacts
 from image_gate.facts.store import StoreSettings
@@ -148,7 +147,6 @@ def store_settings(settings: Settings) -> StoreSettings:
         negative_ttl=settings.negative_ttl,
         max_stale=settings.max_stale,
         upkeep=UpkeepSettings(max_facts=settings.max_facts, unused_after=settings.unused_fact_days * DAY),
-        regions=RegionAllowList.of(huawei=settings.hss_regions, aliyun=settings.acr_regions),
     )
 
 

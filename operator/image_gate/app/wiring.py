@@ -19,6 +19,7 @@ from image_gate.app.metrics import Metrics
 from image_gate.app.settings import Settings
 from image_gate.clouds import aliyun, huawei
 from image_gate.clouds.observe import CallObserver
+from image_gate.facts.regions import RegionAllowList
 from image_gate.facts.resolver import CacheSettings, FactResolver, FactsObserver
 
 __all__ = ["StartupError", "fact_resolver"]
@@ -96,9 +97,14 @@ async def fact_resolver(
         if sas is not None:
             stack.push_async_callback(sas.aclose)
         cache = CacheSettings(
-            tag_ttl=settings.tag_ttl, negative_ttl=settings.negative_ttl, max_stale=settings.max_stale
+            tag_ttl=settings.tag_ttl,
+            negative_ttl=settings.negative_ttl,
+            max_stale=settings.max_stale,
+            # --max-facts bounds what a replica keeps in memory too (resolving in-process: memory or degraded).
+            max_entries=min(CacheSettings().max_entries, settings.max_facts),
         )
         observer: FactsObserver | None = metrics
-        resolver = FactResolver(settings.registries, hss, sas, settings=cache, observer=observer)
+        regions = RegionAllowList.of(huawei=settings.hss_regions, aliyun=settings.acr_regions)
+        resolver = FactResolver(settings.registries, hss, sas, settings=cache, observer=observer, regions=regions)
         stack.push_async_callback(resolver.aclose)
         yield resolver

@@ -53,6 +53,7 @@ from image_gate.facts.breaker import (
     NullBreakerObserver,
 )
 from image_gate.facts.cache import DEFAULT_TTL, Answer, CacheObserver, NullCacheObserver, OutcomeCache, TtlChoice
+from image_gate.facts.regions import RegionAllowList
 from image_gate.facts.registries import AcrLocation, HssLocation, RegistryMapping
 
 __all__ = [
@@ -212,6 +213,9 @@ class FactResolver:
     ``hss`` / ``sas`` are None when that cloud has no credentials: its facts are
     then `Unauthorized` for the images the mapping sends to it, so that
     ``onUnresolved`` decides, and the message says what to configure.
+    ``regions``: an image in a region the cloud does not serve is "not
+    applicable" without a call, whoever asks (a review in any fact-store mode,
+    ``image-gate check``, the leader); default, `RegionAllowList`'s.
     """
 
     def __init__(
@@ -225,9 +229,11 @@ class FactResolver:
         clock: Clock = monotonic,
         sleep: Sleep = sleep,
         observer: FactsObserver | None = None,
+        regions: RegionAllowList | None = None,
     ) -> None:
         self.mapping = mapping
         self.settings = settings
+        self.regions = regions if regions is not None else RegionAllowList()
         self._hss = hss
         self._sas = sas
         watcher: FactsObserver = observer if observer is not None else NullFactsObserver()
@@ -307,14 +313,22 @@ class FactResolver:
         )
 
     def answered_without_call(self, image: ImageReference, *, base_image: bool) -> NotApplicable | None:
-        """What the base image (else the registry digest) fact is without asking: no mapping, no tag; else None.
+        """What the base image (else the registry digest) fact is without asking: no mapping, no tag, a region
+        the cloud does not serve; else None.
 
         The same words `resolve` answers with, for a reader that must not wait (``SharedFacts.known``)."""
         if base_image:
-            return _unmapped(image, _HSS) if self.mapping.hss_location(image) is None else None
-        if self.mapping.acr_location(image) is None:
+            hss = self.mapping.hss_location(image)
+            return _unmapped(image, _HSS) if hss is None else self.region_refusal(HUAWEI, image, hss.region)
+        acr = self.mapping.acr_location(image)
+        if acr is None:
             return _unmapped(image, _ACR)
-        return _untagged(image) if image.tag is None else None
+        return _untagged(image) if image.tag is None else self.region_refusal(ALIYUN, image, acr.region)
+
+    def region_refusal(self, cloud: str, image: ImageReference, region: str) -> NotApplicable | None:
+        """The answer for an image in a ``region`` that ``cloud`` does not serve; None when it does."""
+        refusal = self.regions.refusal(cloud, region)
+        return NotApplicable(f"{image.registry}: {refusal}") if refusal is not None else None
 
     async def aclose(self) -> None:
         """Cancel every lookup in flight (at shutdown)."""
@@ -331,6 +345,9 @@ class FactResolver:
         location = self.mapping.hss_location(image)
         if location is None:
             return _Resolved(_unmapped(image, _HSS))
+        refused = self.region_refusal(HUAWEI, image, location.region)
+        if refused is not None:
+            return _Resolved(refused)
         hss = self._hss
         if hss is None:
             return _Resolved(Unauthorized(cloud=HUAWEI, api="-", detail=NO_HUAWEI_CREDENTIALS))
@@ -364,6 +381,9 @@ class FactResolver:
         if tag is None:
             # Checked before the credentials: without a tag there is nothing to ask, whoever asks.
             return _Resolved(_untagged(image))
+        refused = self.region_refusal(ALIYUN, image, location.region)
+        if refused is not None:
+            return _Resolved(refused)
         sas = self._sas
         if sas is None:
             return _Resolved(Unauthorized(cloud=ALIYUN, api="-", detail=NO_ALIYUN_CREDENTIALS))

@@ -52,7 +52,7 @@ from image_gate.core.clock import Clock, Deadline, Sleep, monotonic, sleep
 from image_gate.core.cloudnames import ALIYUN, HUAWEI
 from image_gate.core.imagefacts import FactName, ImageFacts, StaleFact
 from image_gate.core.images import ImageReference
-from image_gate.core.outcomes import Failure, Found, NotApplicable, Outcome, TimedOut
+from image_gate.core.outcomes import Failure, Found, Outcome, TimedOut
 from image_gate.facts.calllog import Handover
 from image_gate.facts.fairqueue import FairQueue
 from image_gate.facts.records import Cloud, FactKey, FactRecord, StoredFact
@@ -186,9 +186,9 @@ class SharedFacts:
         if key is None:
             unasked = self._resolver.answered_without_call(image, base_image=cloud == HUAWEI)
             return (unasked, ()) if unasked is not None else None
-        refusal = self.settings.regions.refusal(cloud, key.location.region)
-        if refusal is not None:
-            return NotApplicable(f"{image.registry}: {refusal}"), ()
+        refused = self._resolver.region_refusal(cloud, image, key.location.region)
+        if refused is not None:
+            return refused, ()
         stored = self._backend.lookup(key.name)
         record = stored.record if stored is not None else None
         if record is None:
@@ -228,7 +228,7 @@ class SharedFacts:
 
     def _prefetch(self, cloud: Cloud, image: ImageReference, group: str) -> None:
         key = self._key(cloud, image)
-        if key is None or self.degraded or self.settings.regions.refusal(cloud, key.location.region) is not None:
+        if key is None or self.degraded or self._resolver.regions.refusal(cloud, key.location.region) is not None:
             return
         stored = self._backend.lookup(key.name)
         if stored is not None and stored.record is not None and stored.record.fresh(self._wall()):
@@ -245,9 +245,9 @@ class SharedFacts:
     async def _fact(self, cloud: Cloud, image: ImageReference, deadline: Deadline, fact: FactName) -> _Answer:
         key = self._key(cloud, image)
         if key is not None:
-            refusal = self.settings.regions.refusal(cloud, key.location.region)
-            if refusal is not None:
-                return NotApplicable(f"{image.registry}: {refusal}"), ()
+            refused = self._resolver.region_refusal(cloud, image, key.location.region)
+            if refused is not None:
+                return refused, ()
         if key is None or self.degraded:
             return await self._in_process(cloud, image, deadline)  # answered without a call, or degraded
         stored = self._backend.lookup(key.name)

@@ -18,7 +18,6 @@ from typing import Any, Final, Literal, Protocol
 from image_gate.core.cloudnames import HUAWEI
 from image_gate.core.outcomes import Found, NotApplicable, NotFound, Outcome, Throttled
 from image_gate.facts.records import FactKey, FactRecord, StoredFact
-from image_gate.facts.regions import RegionAllowList
 from image_gate.facts.resolver import CacheSettings
 from image_gate.facts.upkeep import REFRESH_GROUP, UpkeepSettings
 
@@ -159,8 +158,6 @@ class StoreSettings:
     """HSS's quota period with the client's safety margin: a new leader waits this long after its predecessor's
     last call on each HSS API."""
     upkeep: UpkeepSettings = field(default_factory=UpkeepSettings)
-    regions: RegionAllowList = field(default_factory=RegionAllowList)
-    """Registries in other regions are answered "not applicable" without a call."""
 
     def __post_init__(self) -> None:
         for name in ("tag_ttl", "negative_ttl", "max_stale", "failure_ttl", "lookup_budget", "degraded_for"):
