@@ -11,6 +11,7 @@ import pytest
 from image_gate.core.audit import AuditResult, ResultKind
 from image_gate.core.reports import (
     DROPPED_ANNOTATION,
+    REPORT_BYTES_CAP,
     REPORT_RESULT_CAP,
     FirstSeen,
     policy_audit_status,
@@ -146,6 +147,20 @@ def test_the_cap_keeps_the_most_important_results_and_the_summary_counts_every_o
     assert report["metadata"]["annotations"] == {DROPPED_ANNOTATION: "500"}
     assert [entry["result"] for entry in listed] == ["fail"] * 300 + ["error"] * 200 + ["pass"] * 500
     assert [entry["resources"][0]["name"] for entry in listed[-2:]] == ["ok-0498", "ok-0499"]
+
+
+def test_long_results_are_capped_by_size_below_what_etcd_takes() -> None:
+    long_image = "registry.example.com/" + "/".join(["a" * 60] * 4) + ":" + "t" * 120 + "@sha256:" + "f" * 64
+    results = [
+        replace(result("fail", name=f"w{n:04d}" + "n" * 200), image=long_image, message="m" * 1200, found="f" * 80)
+        for n in range(REPORT_RESULT_CAP)
+    ]
+    report = policy_reports(results)["shop"]
+    size = len(json.dumps(report))
+    assert REPORT_BYTES_CAP * 0.8 < size <= REPORT_BYTES_CAP
+    kept = len(report["results"])
+    assert report["metadata"]["annotations"] == {DROPPED_ANNOTATION: str(REPORT_RESULT_CAP - kept)}
+    assert report["summary"]["fail"] == REPORT_RESULT_CAP
 
 
 def test_no_annotation_when_nothing_is_dropped() -> None:

@@ -17,8 +17,10 @@ one and write only when they differ:
 
 * results are sorted: the most important first (``fail``, ``warn``, ``error``,
   ``skip``, ``pass``), then by kind, name, container, policy and rule;
-* at most `REPORT_RESULT_CAP` results: past it, the least important ones are
-  dropped. ``summary`` still counts every result, dropped ones included (the
+* at most `REPORT_RESULT_CAP` results, and at most `REPORT_BYTES_CAP` of them
+  (long image names and digests make a result up to ~2.5 KiB, and etcd refuses
+  objects past 1.5 MiB): past either, the least important ones are dropped.
+  ``summary`` still counts every result, dropped ones included (the
   summary is what dashboards show), and the annotation `DROPPED_ANNOTATION`
   says how many are not listed (absent when none are: the schemas' summary has
   no field for it, and a structural schema would prune one);
@@ -43,6 +45,7 @@ from image_gate.core.workloads import JUDGED_RESOURCES
 __all__ = [
     "DROPPED_ANNOTATION",
     "MANAGED_BY",
+    "REPORT_BYTES_CAP",
     "REPORT_NAME",
     "REPORT_RESULT_CAP",
     "SOURCE",
@@ -57,7 +60,12 @@ __all__ = [
 Flavour = Literal["wgpolicy", "openreports"]
 
 REPORT_RESULT_CAP: Final = 1000
-"""Results listed per report: an object's size stays far below etcd's 1.5 MiB (a result is ~0.5 KiB)."""
+"""Results listed per report (the issue's cap; ~0.7 KiB each with the example policies' images)."""
+REPORT_BYTES_CAP: Final = 1024 * 1024
+"""The results' estimated JSON size listed per report: a third below etcd's limit on an object (1.5 MiB),
+for the rest of the object and the estimate's error (`_estimated_size`)."""
+_RESULT_OVERHEAD: Final = 400
+"""A result's JSON past its variable strings: keys, quotes, source, scored, the reference's apiVersion."""
 STATUS_VIOLATIONS_SHOWN: Final = 20
 """Violations listed in a policy's ``status.audit``; ``totalViolations`` counts them all."""
 REPORT_NAME: Final = "image-gate"
@@ -202,7 +210,7 @@ def _report(
     summary = dict.fromkeys(_KINDS, 0)
     for result in results:
         summary[result.result] += 1
-    kept = heapq.nsmallest(REPORT_RESULT_CAP, results, key=_order)
+    kept = _within_bytes(heapq.nsmallest(REPORT_RESULT_CAP, results, key=_order))
     dropped = len(results) - len(kept)
     resources: dict[tuple[str, str, str], list[dict[str, str]]] = {}
     api_version, kind = _API_VERSIONS[flavour]
@@ -216,6 +224,39 @@ def _report(
     report["summary"] = summary
     report["results"] = [_result(result, resources, timestamps) for result in kept]
     return report
+
+
+def _within_bytes(results: list[AuditResult]) -> list[AuditResult]:
+    """The first of ``results`` whose estimated JSON fits in `REPORT_BYTES_CAP`."""
+    total = 0
+    for index, result in enumerate(results):
+        total += _estimated_size(result)
+        if total > REPORT_BYTES_CAP:
+            return results[:index]
+    return results
+
+
+def _estimated_size(result: AuditResult) -> int:
+    """About the JSON size of a result's entry, from above for ASCII text (escapes aside)."""
+    return _RESULT_OVERHEAD + sum(
+        map(
+            len,
+            (
+                result.namespace,
+                result.kind,
+                result.name,
+                result.uid,
+                result.container,
+                result.image,
+                result.policy,
+                result.rule,
+                result.message,
+                result.found,
+                result.expected,
+                result.severity or "",
+            ),
+        )
+    )
 
 
 def _result(
