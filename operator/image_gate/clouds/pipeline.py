@@ -189,21 +189,32 @@ class CallPipeline:
         key: Hashable = (self.cloud, api, fingerprint)
         return self._quota.limiter(key, Rate(rate.calls, rate.period + margin))
 
-    async def call(self, call: Call, *, deadline: Deadline) -> Answer:
-        """The call's `Answer`, after retries; raises `LookupFailed` with the outcome (or `AnsweredNotFound`)."""
+    async def call(
+        self, call: Call, *, deadline: Deadline, max_quota_wait: float | None = None, retry: RetryPolicy | None = None
+    ) -> Answer:
+        """The call's `Answer`, after retries; raises `LookupFailed` with the outcome (or `AnsweredNotFound`).
+
+        ``max_quota_wait`` bounds the wait for the quota below what the deadline allows: 0 takes only a slot
+        free right now, so a background caller (the HSS inventory mirror) never queues ahead of lookups
+        that come after it (`Throttled` at once instead). ``retry`` replaces the pipeline's retry policy
+        for this call (the mirror makes one attempt: a retry would be a second slot of the same window).
+        """
         limiter = self.limiter(call.api, call.identity.fingerprint)
 
         async def attempt() -> Answer:
-            return await self._attempt(call, limiter, deadline)
+            return await self._attempt(call, limiter, deadline, max_quota_wait)
 
-        return await call_with_retries(attempt, deadline=deadline, policy=self._retry, sleep=self._sleep, rng=self._rng)
+        policy = retry if retry is not None else self._retry
+        return await call_with_retries(attempt, deadline=deadline, policy=policy, sleep=self._sleep, rng=self._rng)
 
-    async def _attempt(self, call: Call, limiter: SlidingWindowLimiter, deadline: Deadline) -> Answer:
+    async def _attempt(
+        self, call: Call, limiter: SlidingWindowLimiter, deadline: Deadline, max_quota_wait: float | None
+    ) -> Answer:
         api = call.api
         remaining = deadline.remaining()
         if remaining <= 0:
             raise LookupFailed(TimedOut(cloud=self.cloud, api=api, detail="the deadline passed before the call"))
-        slot = await self._slot(api, limiter, remaining)
+        slot = await self._slot(api, limiter, remaining, max_quota_wait)
         try:
             return await self._send_and_read(call, limiter, deadline)
         finally:
@@ -247,16 +258,21 @@ class CallPipeline:
                 call.identity.fingerprint,
             )
 
-    async def _slot(self, api: str, limiter: SlidingWindowLimiter, remaining: float) -> QuotaSlot:
+    async def _slot(
+        self, api: str, limiter: SlidingWindowLimiter, remaining: float, max_quota_wait: float | None
+    ) -> QuotaSlot:
+        max_wait, bound = max(0.0, remaining - self._call_budget), "the deadline allows"
+        if max_quota_wait is not None and max_quota_wait < max_wait:
+            max_wait, bound = max(0.0, max_quota_wait), "the caller waits"
         try:
-            slot = await limiter.take(max_wait=max(0.0, remaining - self._call_budget))
+            slot = await limiter.take(max_wait=max_wait)
         except QuotaExceeded as exc:
             raise LookupFailed(
                 Throttled(
                     cloud=self.cloud,
                     api=api,
                     detail=f"the client-side quota ({self.rate(api)} per credential) has no free slot "
-                    f"for {exc.wait:.1f}s, longer than the deadline allows",
+                    f"for {exc.wait:.1f}s, longer than {bound}",
                     retry_after=exc.wait,
                 )
             ) from None

@@ -46,6 +46,7 @@ from image_gate.clouds.huawei.answers import (
     registry_image,
 )
 from image_gate.clouds.huawei.iam import REGION_EXTENSION, IamTokenAuth
+from image_gate.clouds.huawei.inventory import MAX_PAGE_SIZE, RegistryPage
 from image_gate.clouds.huawei.projects import API_LIST_PROJECTS, ProjectIds
 from image_gate.clouds.huawei.signer import HuaweiSigner
 from image_gate.clouds.pipeline import (
@@ -58,6 +59,7 @@ from image_gate.clouds.pipeline import (
     credentials_within,
 )
 from image_gate.clouds.quota import Rate, SlidingWindowLimiter
+from image_gate.clouds.retry import RetryPolicy
 from image_gate.core.clock import Deadline, monotonic
 from image_gate.core.cloudnames import HSS_BASE_IMAGE as API_BASE_IMAGE
 from image_gate.core.cloudnames import HSS_LIST_IMAGES as API_LIST_IMAGES
@@ -76,6 +78,7 @@ __all__ = [
     "DEFAULT_RATE",
     "HssClient",
     "RegistryImage",
+    "RegistryPage",
     "hss_endpoint",
     "normalise_digest",
 ]
@@ -85,6 +88,8 @@ DEFAULT_RATE = Rate(5, 60.0)
 
 LISTING_TTL = 30.0
 """Seconds a repository's listed page answers lookups by digest (the resolver's default negative TTL)."""
+
+_ONE_ATTEMPT = RetryPolicy(attempts=1)
 
 _MAX_LISTINGS = 1024
 """Repositories whose listed page is kept; the least recently listed goes first."""
@@ -214,6 +219,50 @@ class HssClient(AsyncClosing):
             return NotFound(
                 f"HSS no longer knows {image.display} (image id {image.image_id})", request_id=exc.request_id
             )
+
+    async def registry_page(
+        self,
+        location: HssLocation,
+        *,
+        namespace: str,
+        offset: int,
+        deadline: Deadline,
+        max_quota_wait: float | None = None,
+    ) -> Outcome[RegistryPage]:
+        """One page (200 rows) of the images HSS lists for ``namespace``: the inventory mirror's call.
+
+        Rows of other namespaces are dropped (HSS's filter may be fuzzy); ``total`` and `RegistryPage.next_offset`
+        count HSS's rows, so paging goes on where HSS's list does. ``max_quota_wait`` 0: only a quota slot free
+        now (see ``clouds.huawei.inventory``).
+        """
+        try:
+            project_id = await self._project_id(location, deadline)
+            url = f"{self.endpoint(location.region)}/v5/{quote(project_id, safe='')}/image/registries/images"
+            params = {
+                "namespace": namespace,
+                "image_type": location.image_type,
+                "offset": str(offset),
+                "limit": str(MAX_PAGE_SIZE),
+            }
+            if location.enterprise_project_id:
+                params["enterprise_project_id"] = location.enterprise_project_id
+            answer = await self._call(
+                API_LIST_IMAGES,
+                url,
+                params=params,
+                headers={"Content-Type": "application/json", "X-Project-Id": project_id},
+                region=location.region,
+                deadline=deadline,
+                max_quota_wait=max_quota_wait,
+            )
+            total, rows = list_page(answer, API_LIST_IMAGES, registry_image, location.image_type)
+        except LookupFailed as exc:
+            return exc.failure
+        except AnsweredNotFound as exc:
+            return NotFound(f"HSS answered that namespace {namespace} does not exist", request_id=exc.request_id)
+        mine = tuple(row for row in rows if row.namespace == namespace)
+        page = RegistryPage(mine, offset=offset, listed=len(rows), total=total, request_id=answer.request_id)
+        return Found(page, request_id=answer.request_id)
 
     # -- the two HSS calls ------------------------------------------------------------------------
 
@@ -366,10 +415,13 @@ class HssClient(AsyncClosing):
         headers: Mapping[str, str],
         region: str,
         deadline: Deadline,
+        max_quota_wait: float | None = None,
     ) -> Answer:
         """A call to HSS as whoever the credentials are now (they may have been renewed since the last)."""
         caller = await self._caller(api, deadline)
-        return await self._request(api, url, params, region, caller.identity, deadline, headers=headers)
+        return await self._request(
+            api, url, params, region, caller.identity, deadline, headers=headers, max_quota_wait=max_quota_wait
+        )
 
     async def _request(
         self,
@@ -381,6 +433,7 @@ class HssClient(AsyncClosing):
         deadline: Deadline,
         *,
         headers: Mapping[str, str] | None = None,
+        max_quota_wait: float | None = None,
     ) -> Answer:
         """One GET through the pipeline: HSS's, or IAM's for `ProjectIds` (which needs no extra headers)."""
 
@@ -398,7 +451,12 @@ class HssClient(AsyncClosing):
         def read(response: httpx.Response) -> Answer:
             return classify(api, response, identity, throttled_for=self.rate(api).period)
 
-        return await self._pipeline.call(Call(api, send, read, identity, where=region), deadline=deadline)
+        # A caller that takes only a free slot (the inventory mirror) makes one attempt: a retry would take a
+        # second slot of the same quota window.
+        retry = _ONE_ATTEMPT if max_quota_wait is not None else None
+        return await self._pipeline.call(
+            Call(api, send, read, identity, where=region), deadline=deadline, max_quota_wait=max_quota_wait, retry=retry
+        )
 
 
 def _not_synced(what: str, location: HssLocation, request_id: str | None) -> NotFound:
