@@ -19,6 +19,7 @@ from harness import Binaries, BinariesMissingError, ControlPlane, locate
 # tests/e2e/factstore.py (the ImageFact CRD, replicas sharing it), next to the helpers they use.
 # Imported here, pytest offers them to every module in tests/e2e/; test modules import only the
 # helpers and types they call.
+from tests.e2e.audit import report_crd_fixture as report_crd_fixture
 from tests.e2e.factstore import fact_crd_fixture, fact_sharing_replicas_fixture
 from tests.e2e.imagegate import (
     catalogue_fixture,

@@ -1,0 +1,220 @@
+"""The leader's background audit against a real API server: reports and policy status for what already runs.
+
+Two replicas share facts through ImageFacts and one Lease. The workloads run before any policy exists
+(no webhook sends them to image-gate), then one policy is rolled out as a platform team would:
+Audit, Warn, Enforce; the workload is fixed; the policy is deleted. The scenarios build on each other,
+in file order.
+
+Short timings keep this quick: a pass 1 s after a policy or fact change, a timed pass every 15 s, and
+HSS's client-side quota at one call per API every 10 s, so a second image's base OS is not stored for
+about 10 s: long enough to see its ``error`` result turn into ``pass`` or ``fail``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.audit import ReportWatch, policy_report, results_of
+from tests.e2e.factstore import FactSharingReplicas
+from tests.e2e.imagegate import (
+    CloudSim,
+    ImageGate,
+    Kube,
+    PolicyFactory,
+    admission_review,
+    deployment_manifest,
+    make_namespace,
+    pod_manifest,
+    scoped_policy,
+    wait_for,
+)
+
+SWR = "swr.cn-north-4.myhuaweicloud.com/demo"
+LEGACY = f"{SWR}/legacy-batch:2.3.0"  # CentOS 7.9.2009: denied
+API = f"{SWR}/api:1.4.2"  # Ubuntu 22.04
+FIXED = f"{SWR}/worker:3.1.0"  # Debian 12
+RULE = "baseImage.deniedOS"
+AUDIT_ENV = {
+    "IMAGE_GATE_AUDIT_INTERVAL_SECONDS": "15",
+    "IMAGE_GATE_AUDIT_DEBOUNCE_SECONDS": "1",
+    "IMAGE_GATE_HSS_RATE": "1/10",
+}
+
+pytestmark = pytest.mark.usefixtures("report_crd")
+
+
+@pytest.fixture(scope="module")
+def audit_namespace(kube: Kube) -> Iterator[str]:
+    """A namespace no webhook judges, with a Deployment of the denied image and a pod of a good one."""
+    name = make_namespace(kube, "audit", {})
+    legacy = deployment_manifest("legacy", name, LEGACY)
+    legacy["spec"]["strategy"] = {"type": "Recreate"}  # no kubelet here: a rolling update would keep the old pod
+    kube.apply([legacy, pod_manifest("api", name, API)])
+    wait_for(lambda: _pods_of(kube, name, "legacy") or None, what="the Deployment's pod")
+    try:
+        yield name
+    finally:
+        kube.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    fact_sharing_replicas: FactSharingReplicas, cloudsim: CloudSim, audit_namespace: str
+) -> Iterator[list[ImageGate]]:
+    with fact_sharing_replicas.running(cloudsim, prefix="audit", env=AUDIT_ENV) as gates:
+        yield gates
+
+
+@pytest.fixture(scope="module")
+def rollout(kube: Kube, audit_namespace: str) -> Iterator[PolicyFactory]:
+    factory = PolicyFactory(kube)
+    try:
+        yield factory
+    finally:
+        factory.delete_all()
+
+
+def _pods_of(kube: Kube, namespace: str, app: str) -> list[str]:
+    pods = kube.get("pods", "-n", namespace, "-l", f"app={app}")["items"]
+    return sorted(pod["metadata"]["name"] for pod in pods if not pod["metadata"].get("deletionTimestamp"))
+
+
+def _policy(namespace: str, mode: str) -> dict[str, Any]:
+    spec = {"mode": mode, "match": {"images": [f"{SWR}/**"]}, "baseImage": {"deniedOS": [{"name": "CentOS"}]}}
+    return scoped_policy(f"audit-{namespace}", namespace, spec)
+
+
+def _judged(
+    report: dict[str, Any] | None, policy: str, legacy_pods: list[str], *, legacy: str, api: str = "pass"
+) -> dict[tuple[str, str, str], dict[str, Any]] | None:
+    """The results once the Deployment, its pods and the api pod have ``legacy`` / ``api`` results, else None."""
+    results = results_of(report, policy)
+    wanted = {("Deployment", "legacy", "legacy"): legacy, ("Pod", "api", "api"): api}
+    wanted |= {("Pod", pod, "legacy"): legacy for pod in legacy_pods}
+    if {key: results[key]["result"] for key in wanted if key in results} != wanted:
+        return None
+    if set(results) != set(wanted):
+        return None  # a result of a pod that is gone, or of an object not asked about
+    return results
+
+
+def _violations(kube: Kube, policy: str) -> int | None:
+    audit = (kube.get("imagegatepolicy", policy).get("status") or {}).get("audit") or {}
+    total = audit.get("totalViolations")
+    return int(total) if isinstance(total, int) else None
+
+
+def test_an_audit_policy_reports_what_already_runs_within_60s(
+    kube: Kube, replicas: list[ImageGate], audit_namespace: str, rollout: PolicyFactory
+) -> None:
+    namespace = audit_namespace
+    legacy_pods = _pods_of(kube, namespace, "legacy")
+    watch = ReportWatch(kube, namespace)
+    policy = rollout.apply(_policy(namespace, "Audit"), wait=False)["metadata"]["name"]
+
+    # No fact is stored yet (no review asked for one): the first results say so, and the leader asks for them.
+    unresolved = watch.until(
+        lambda report: [r for r in results_of(report, policy).values() if r["result"] == "error"] or None,
+        what="error results for the facts not stored yet",
+        timeout=30,
+    )
+    first_report_at = watch.elapsed()
+    assert all(r["rule"] == "baseImage" for r in unresolved), unresolved
+    assert all("could not be checked yet" in r["message"] for r in unresolved), unresolved
+
+    results = watch.until(
+        lambda report: _judged(report, policy, legacy_pods, legacy="fail"),
+        what="fail for the CentOS Deployment and its pod, pass for the Ubuntu pod",
+        timeout=60 - watch.elapsed(),
+    )
+    judged_at = watch.elapsed()
+    failed = results[("Deployment", "legacy", "legacy")]
+    assert failed["rule"] == RULE
+    assert failed["source"] == "image-gate"
+    assert f'policy "{policy}" rule {RULE}: found CentOS' in failed["message"], failed["message"]
+    assert failed["properties"]["image"] == LEGACY
+    assert "CentOS" in failed["properties"]["found"]
+    report = policy_report(kube, namespace)
+    assert report is not None
+    assert report["summary"]["fail"] == 1 + len(legacy_pods)
+    assert report["summary"]["pass"] == 1
+    assert report["summary"]["error"] == 0
+    assert report["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "image-gate"
+    assert wait_for(lambda: _violations(kube, policy) == 1 + len(legacy_pods) or None, what="status.audit") is True
+    status = kube.get("imagegatepolicy", policy)["status"]["audit"]
+    assert {(v["kind"], v["name"]) for v in status["violations"]} == {("Deployment", "legacy")} | {
+        ("Pod", pod) for pod in legacy_pods
+    }
+    assert judged_at < 60
+    print(f"audit: first report {first_report_at:.1f}s after the policy, every fact judged after {judged_at:.1f}s")
+    states = [sorted({r["result"] for r in results_of(seen, policy).values()}) for _, seen in watch.seen]
+    print(f"audit: report states seen: {states}")
+
+
+def test_a_warn_policy_gives_warn_results(
+    kube: Kube, replicas: list[ImageGate], audit_namespace: str, rollout: PolicyFactory
+) -> None:
+    namespace = audit_namespace
+    legacy_pods = _pods_of(kube, namespace, "legacy")
+    watch = ReportWatch(kube, namespace)
+    policy = rollout.apply(_policy(namespace, "Warn"), wait=False)["metadata"]["name"]
+    results = watch.until(
+        lambda report: _judged(report, policy, legacy_pods, legacy="warn"), what="warn results", timeout=30
+    )
+    assert results[("Deployment", "legacy", "legacy")]["scored"] is False
+    assert wait_for(lambda: _violations(kube, policy) == 1 + len(legacy_pods) or None, what="status.audit") is True
+    print(f"audit: Warn results {watch.elapsed():.1f}s after the change")
+
+
+def test_an_enforce_policy_reports_in_the_words_of_its_denial(
+    kube: Kube, replicas: list[ImageGate], audit_namespace: str, rollout: PolicyFactory
+) -> None:
+    namespace = audit_namespace
+    legacy_pods = _pods_of(kube, namespace, "legacy")
+    watch = ReportWatch(kube, namespace)
+    policy = rollout.apply(_policy(namespace, "Enforce"))["metadata"]["name"]
+    results = watch.until(
+        lambda report: _judged(report, policy, legacy_pods, legacy="fail"), what="fail results", timeout=30
+    )
+    # The same container, as a new pod: the denial's line for it is the report's message.
+    review = replicas[0].review("pods", admission_review(pod_manifest("probe", namespace, LEGACY, container="legacy")))
+    assert review["allowed"] is False
+    denial = review["status"]["message"].splitlines()
+    assert "- " + results[("Deployment", "legacy", "legacy")]["message"] in denial, denial
+
+
+def test_the_fixed_workload_passes(
+    kube: Kube, replicas: list[ImageGate], audit_namespace: str, rollout: PolicyFactory
+) -> None:
+    namespace = audit_namespace
+    policy = rollout.names[0]
+    old_pods = _pods_of(kube, namespace, "legacy")
+    started = time.monotonic()
+    kube.kubectl("set", "image", "deployment/legacy", f"legacy={FIXED}", "-n", namespace)
+    new_pods = wait_for(
+        lambda: [p for p in _pods_of(kube, namespace, "legacy") if p not in old_pods] or None,
+        what="the fixed Deployment's new pod",
+    )
+    watch = ReportWatch(kube, namespace)
+    results = watch.until(
+        lambda report: _judged(report, policy, new_pods, legacy="pass"),
+        what="pass for the fixed Deployment and its new pod, the old pod's result gone",
+        timeout=60,
+    )
+    assert results[("Deployment", "legacy", "legacy")]["properties"]["image"] == FIXED
+    assert wait_for(lambda: _violations(kube, policy) == 0 or None, what="no violations in status.audit") is True
+    print(f"audit: the fixed workload passed {time.monotonic() - started:.1f}s after the fix")
+
+
+def test_deleting_the_policy_removes_its_results(
+    kube: Kube, replicas: list[ImageGate], audit_namespace: str, rollout: PolicyFactory
+) -> None:
+    namespace = audit_namespace
+    watch = ReportWatch(kube, namespace)
+    rollout.delete_all()
+    watch.until(lambda report: True if report is None else None, what="the report deleted", timeout=30)
+    print(f"audit: the report went {watch.elapsed():.1f}s after the policy")
