@@ -2,9 +2,13 @@
 The ImageFacts in the cluster: a kopf index every replica reads, and the writes `SharedFacts` asks for.
 
 * **The index** (`FACTS_INDEX`): every ImageFact, read once per watch event
-  into a `StoredFact`, so a review reads a dict and nothing else. kopf fills
-  it from its initial listing before calling any ordinary handler, so a
-  replica that starts already knows every fact the cluster has.
+  into a `StoredFact`, so a review reads a dict and nothing else. kopf calls
+  the index handler for its initial listing before any ordinary handler, so a
+  replica that starts already knows every fact the cluster has. The handler
+  keeps the `StoredFact` in the store's own dict (name -> fact) and gives kopf
+  nothing to index: kopf's index keeps, per object, a store, a reverse-key set
+  and the object's uid, about 650 bytes beside a fact of a few hundred; the
+  watch handler drops a deleted ImageFact, as kopf's index would.
 * **The watch handler** hands each ImageFact to `SharedFacts.observe`: it
   wakes the reviews waiting for it and, in the leader, queues pending work.
 * **Writes** go through `KubeApi`: creating an ImageFact (spec only;
@@ -23,7 +27,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Final
 
 import kopf
@@ -70,7 +74,7 @@ _STATUS_FIELDS: Final = (
 
 
 class KubeFactStore:
-    """`FactStoreBackend` over the kopf index and the API server."""
+    """`FactStoreBackend` over the ImageFact index and the API server."""
 
     def __init__(self, api: KubeApi, *, namespace: str = "", lease: str = "", wall: Clock = time.time) -> None:
         """``namespace`` and ``lease`` name the object Warning Events are posted on (image-gate's Lease)."""
@@ -78,7 +82,9 @@ class KubeFactStore:
         self._namespace = namespace
         self._lease = lease
         self._wall = wall
-        self._index: Mapping[str, Iterable[StoredFact]] | None = None
+        self._facts: dict[str, StoredFact] = {}
+        """Every ImageFact the watch delivered, by name: what `keep` and `drop` maintain."""
+        self._attached = False
         self._listeners: list[Callable[[StoredFact], None]] = []
 
     def subscribe(self, listener: Callable[[StoredFact], None]) -> None:
@@ -89,31 +95,30 @@ class KubeFactStore:
         for listener in self._listeners:
             listener(stored)
 
-    def attach(self, index: Mapping[str, Iterable[StoredFact]]) -> None:
-        """Keep kopf's index (a live mapping, updated in place by kopf's watch)."""
-        if self._index is None:
-            self._index = index
+    def keep(self, stored: StoredFact) -> None:
+        """The newest version of an ImageFact, as kopf's index handler read it."""
+        self._facts[stored.name] = stored
+
+    def drop(self, name: str) -> None:
+        """An ImageFact is gone (deleted, or unreadable by the index handler)."""
+        self._facts.pop(name, None)
+
+    def attach(self) -> None:
+        """kopf has indexed its initial listing: the index answers from now on (before, a replica knows
+        only part of the cluster's facts and would ask again for facts that exist)."""
+        self._attached = True
 
     @property
     def attached(self) -> bool:
-        return self._index is not None
+        return self._attached
 
     def lookup(self, name: str) -> StoredFact | None:
-        index = self._index
-        if index is None:
-            return None
-        for stored in index.get(name, ()):
-            return stored
-        return None
+        return self._facts.get(name) if self._attached else None
 
     def stored(self) -> Iterator[StoredFact]:
-        index = self._index
-        if index is None:
-            return
-        for name in list(index):
-            stored = self.lookup(name)
-            if stored is not None:
-                yield stored
+        if not self._attached:
+            return iter(())
+        return iter(list(self._facts.values()))
 
     async def request(self, key: FactKey, *, namespace: str, existing: StoredFact | None) -> None:
         annotations = {REQUESTED_AT: to_rfc3339(self._wall()), REQUESTED_BY: namespace}
@@ -155,8 +160,7 @@ class KubeFactStore:
         return "written"
 
     def count(self) -> int:
-        index = self._index
-        return len(index) if index is not None else 0
+        return len(self._facts) if self._attached else 0
 
     async def mark_used(self, name: str, at: float) -> None:
         try:
@@ -241,7 +245,7 @@ class _QuietFactHandlers(logging.Filter):
 
 
 def register_fact_store(registry: kopf.OperatorRegistry, *, facts: SharedFacts, store: KubeFactStore) -> None:
-    """The ImageFact index and watch handler; the index is handed to ``store`` at the first event."""
+    """The ImageFact index and watch handler; the store answers once kopf has indexed its initial listing."""
     kopf_objects = logging.getLogger("kopf.objects")
     if not any(isinstance(f, _QuietFactHandlers) for f in kopf_objects.filters):
         kopf_objects.addFilter(_QuietFactHandlers())
@@ -249,18 +253,28 @@ def register_fact_store(registry: kopf.OperatorRegistry, *, facts: SharedFacts, 
     # Coroutines, not functions: kopf runs plain functions in a thread pool, and these touch the event loop's
     # futures (waking waiting reviews) -- and a thread hop per event is pure cost.
     @kopf.index(*FACT_RESOURCE, id=FACTS_INDEX, registry=registry)
-    async def index_fact(name: str, body: kopf.Body, **_: Any) -> dict[str, StoredFact]:
-        return {name: stored_fact(body)}
+    async def index_fact(name: str, body: kopf.Body, **_: Any) -> None:
+        # kopf runs index handlers before the others and holds those back until every listing is
+        # indexed: the pre-population the store relies on. The fact is kept by the store; kopf's
+        # index stays empty (it would cost more than the fact).
+        try:
+            store.keep(stored_fact(body))
+        except BaseException:
+            store.drop(name)  # kopf drops an object whose index handler fails from its index too
+            raise
 
     @kopf.on.event("", "v1", "namespaces", id="fact-index", registry=registry)
-    async def attach_index(**kwargs: Any) -> None:
+    async def attach_index(**_: Any) -> None:
         # Every cluster has namespaces: this runs once the indexes are complete, even with no ImageFact yet.
-        store.attach(kwargs[FACTS_INDEX])
+        store.attach()
 
     @kopf.on.event(*FACT_RESOURCE, id="fact-watch", registry=registry)
-    async def observe_fact(type: str | None, body: kopf.Body, **kwargs: Any) -> None:
-        store.attach(kwargs[FACTS_INDEX])
-        if type != "DELETED":
-            stored = stored_fact(body)
+    async def observe_fact(type: str | None, name: str, **_: Any) -> None:
+        store.attach()
+        if type == "DELETED":
+            store.drop(name)
+            return
+        stored = store.lookup(name)  # what the index handler has just read from this very event
+        if stored is not None:
             facts.observe(stored)
             store.delivered(stored)
