@@ -58,7 +58,25 @@ EXPECTED_RBAC: dict[tuple[str, str], set[str]] = {
     ("", "events"): {"create"},
     ("imagegate.io", "imagefacts"): {"get", "list", "watch", "create", "patch", "delete"},
     ("imagegate.io", "imagefacts/status"): {"patch"},
+    # The background audit: what runs, read only; its reports, one per namespace.
+    **{
+        (group, plural): {"get", "list", "watch"}
+        for group, plural in (
+            ("", "pods"),
+            ("apps", "deployments"),
+            ("apps", "statefulsets"),
+            ("apps", "daemonsets"),
+            ("apps", "replicasets"),
+            ("batch", "jobs"),
+            ("batch", "cronjobs"),
+        )
+    },
+    ("wgpolicyk8s.io", "policyreports"): {"create", "get", "list", "update", "patch", "delete"},
+    ("openreports.io", "reports"): {"create", "get", "list", "update", "patch", "delete"},
 }
+
+# The report CRDs the chart installs from a template (policyReports.installCRDs) when the cluster has none.
+POLICY_REPORT_CRDS = ["policyreports.wgpolicyk8s.io", "clusterpolicyreports.wgpolicyk8s.io"]
 
 # The Role in the release namespace: the Lease of the replica that resolves facts for all, nothing else.
 EXPECTED_LEASE_RBAC: dict[tuple[str, str], set[str]] = {
@@ -108,6 +126,10 @@ SETTINGS_IN_CHART: dict[str, tuple[Literal["value", "fixed", "absent"], str]] = 
     "hss_regions": ("absent", "the HSS SDK's regions by default; a narrower list with extraEnv"),
     "acr_regions": ("absent", "every region by default; a list with extraEnv"),
     "client_ca_file": ("absent", "set (to the mounted ConfigMap's file) only when webhook.clientCA.configMap is"),
+    "audit_interval_seconds": ("value", "config.auditIntervalSeconds"),
+    "audit_debounce_seconds": ("value", "config.auditDebounceSeconds"),
+    "policy_reports": ("value", "policyReports.enabled"),
+    "report_flavour": ("value", "policyReports.flavour"),
 }
 
 # A valid value, other than the default, for each chart-valued setting.
@@ -131,6 +153,10 @@ CHART_OVERRIDES: dict[str, Any] = {
     "config.leaseDurationSeconds": 30,
     "config.maxFacts": 1000,
     "config.unusedFactDays": 7,
+    "config.auditIntervalSeconds": 300,
+    "config.auditDebounceSeconds": 2,
+    "policyReports.enabled": False,
+    "policyReports.flavour": "openreports",
 }
 
 CREDENTIAL_ENV = {
@@ -1026,7 +1052,10 @@ def test_manifests_are_deterministic_and_complete() -> None:
         assert kind in kinds, kind
     crds = sorted(CRD_DIR.glob("*.yaml")) if CRD_DIR.is_dir() else []
     expected_crds = [d["metadata"]["name"] for path in crds for d in parse_docs(path.read_text())]
-    assert [d["metadata"]["name"] for d in of_kind(docs, "CustomResourceDefinition")] == expected_crds
+    assert [d["metadata"]["name"] for d in of_kind(docs, "CustomResourceDefinition")] == [
+        *expected_crds,
+        *POLICY_REPORT_CRDS,
+    ]
     namespaced = [
         d
         for d in docs
@@ -1040,6 +1069,34 @@ def test_manifests_are_deterministic_and_complete() -> None:
         }
     ]
     assert {d["metadata"]["namespace"] for d in namespaced} == {NAMESPACE}
+
+
+def test_policy_report_crds_are_installed_unless_switched_off(helm: Path, defaults: list[Doc]) -> None:
+    """Without a cluster to look up (helm template) both report CRDs render, kept on uninstall; off, none."""
+    rendered_crds = {d["metadata"]["name"]: d for d in of_kind(defaults, "CustomResourceDefinition")}
+    assert sorted(rendered_crds) == sorted(POLICY_REPORT_CRDS)
+    for crd in rendered_crds.values():
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        (version,) = crd["spec"]["versions"]
+        assert (crd["spec"]["group"], version["name"]) == ("wgpolicyk8s.io", "v1alpha2")
+        result = version["schema"]["openAPIV3Schema"]["properties"]["results"]["items"]["properties"]
+        assert set(result["result"]["enum"]) == {"pass", "fail", "warn", "error", "skip"}
+        assert {"source", "policy", "rule", "severity", "message", "properties", "resources"} <= set(result)
+    assert rendered_crds["policyreports.wgpolicyk8s.io"]["spec"]["scope"] == "Namespaced"
+    assert rendered_crds["clusterpolicyreports.wgpolicyk8s.io"]["spec"]["scope"] == "Cluster"
+    assert not of_kind(render(helm, {"policyReports": {"installCRDs": False}}), "CustomResourceDefinition")
+
+
+def test_policy_crd_holds_the_audit_status_and_a_violations_column() -> None:
+    (crd,) = parse_docs((CRD_DIR / "imagegate.io_imagegatepolicies.yaml").read_text())
+    (version,) = crd["spec"]["versions"]
+    columns = {column["name"]: column["jsonPath"] for column in version["additionalPrinterColumns"]}
+    assert columns["Violations"] == ".status.audit.totalViolations"
+    audit = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["audit"]
+    assert set(audit["properties"]) == {"lastPass", "totalViolations", "violations"}
+    assert audit["properties"]["violations"]["maxItems"] == 20
+    violation = audit["properties"]["violations"]["items"]["properties"]
+    assert set(violation) == {"namespace", "kind", "name", "container", "image", "message"}
 
 
 # --------------------------------------------------------------------------- Dockerfile
