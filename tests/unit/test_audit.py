@@ -37,7 +37,10 @@ class StoredFacts:
 
     def known(self, image: ImageReference, *, base_image: bool, digest: bool) -> ImageFacts | None:
         self.asked.append((image, base_image, digest))
-        return self.facts.get(image)
+        known = self.facts.get(image)
+        if known is None or (base_image and known.base_image is None) or (digest and known.registry_digest is None):
+            return None  # as SharedFacts.known: None when any fact asked for is not stored
+        return known
 
 
 def pod(*images: str, name: str = "web", namespace: str = "shop", uid: str = "u-1") -> AuditedObject:
@@ -133,6 +136,20 @@ def test_a_fact_not_stored_is_an_error_that_names_it_and_is_listed_for_the_resol
     )
     assert (error.found, error.expected) == ("no stored base image", "")
     assert result.missing == {(ImageReference.parse(image), True, False)}
+
+
+def test_with_one_of_two_facts_stored_the_rules_of_the_stored_one_are_judged() -> None:
+    image = f"{SWR}/shop/app:1"
+    spec = {**BASE_OS, "digest": {"allowed": [A]}}
+    facts = StoredFacts({image: ImageFacts(base_image=Found(CENTOS))})
+    result = audit([pod(image)], [compile_policy("p", spec)], lambda ns: {}, facts)
+    assert outcomes(result) == [
+        ("c0", "p", "baseImage.allowedOS", "fail"),
+        ("c0", "p", "baseImage.deniedOS", "fail"),
+        ("c0", "p", "digest.allowed", "error"),
+    ]
+    assert "no stored registry digest of this image" in result.results[2].message
+    assert result.missing == {(ImageReference.parse(image), False, True)}  # only what is missing
 
 
 def test_a_stored_lookup_failure_is_an_error_in_the_words_of_the_denial() -> None:

@@ -15,8 +15,9 @@ One `AuditResult` per object x container x policy rule that applies:
   ``image``, as the webhook words it);
 * ``warn``: it breaks the rule under a ``Warn`` policy;
 * ``error``: the rule could not be checked: the fact it needs is not stored
-  yet (the image is then in `AuditPass.missing`, for the caller to queue for
-  the resolver; the message says so), or the store holds a lookup that failed
+  yet (the image and that fact are then in `AuditPass.missing`, for the caller
+  to queue for the resolver; the message says so; the rules of a fact that is
+  stored are judged all the same), or the store holds a lookup that failed
   or found nothing (the message is the webhook's). An unresolved base image is
   one ``error`` with rule ``baseImage`` (the webhook's finding), not one per
   ``baseImage.*`` rule;
@@ -153,7 +154,8 @@ class AuditPass:
 
     results: tuple[AuditResult, ...]
     missing: frozenset[tuple[ImageReference, bool, bool]]
-    """``(image, base_image, digest)`` whose facts are not stored: the caller asks the resolver for them."""
+    """``(image, base_image, digest)`` whose facts are not stored: the caller asks the resolver for them.
+    One fact per entry (``base_image`` or ``digest``, not both), so that only what is missing is asked for."""
     policies: tuple[str, ...]
     """The policies judged (sorted): a report holds results of these only."""
 
@@ -278,12 +280,28 @@ class _Judge:
         return tuple(lines)
 
     def _stored(self, image: ImageReference, base_image: bool, digest: bool) -> ImageFacts | None:
+        """The stored facts of ``image``, as many as are stored: a fact missing leaves only its rules unjudged."""
+        both = self._one(image, base_image, digest)
+        if both is not None or not (base_image and digest):
+            return both
+        # `KnownFacts.known` answers None when either is missing: ask for each, so the one stored is judged.
+        base, registry = self._one(image, True, False), self._one(image, False, True)
+        if base is None and registry is None:
+            return None
+        return ImageFacts(
+            base_image=base.base_image if base is not None else None,
+            registry_digest=registry.registry_digest if registry is not None else None,
+            stale=(base.stale if base is not None else ()) + (registry.stale if registry is not None else ()),
+            hss_image_id=base.hss_image_id if base is not None else None,
+        )
+
+    def _one(self, image: ImageReference, base_image: bool, digest: bool) -> ImageFacts | None:
         key = (image, base_image, digest)
         if key in self._known:
             return self._known[key]
         known = self._known[key] = self._facts.known(image, base_image=base_image, digest=digest)
-        if known is None:
-            self.missing.add(key)
+        if known is None and not (base_image and digest):
+            self.missing.add(key)  # one fact each, so the caller asks for exactly what is missing
         return known
 
 
