@@ -117,6 +117,7 @@ class Recorder:
         self.pending: list[dict[str, int]] = []
         self.cap: list[tuple[int, bool]] = []
         self.deleted = 0
+        self.resolved: list[tuple[str, bool]] = []
 
     def store_write(self, *, result: str) -> None:
         self.writes.append(result)
@@ -135,6 +136,9 @@ class Recorder:
 
     def facts_deleted(self, *, count: int) -> None:
         self.deleted += count
+
+    def fact_resolved(self, *, cloud: str, ahead: bool) -> None:
+        self.resolved.append((cloud, ahead))
 
 
 class Replica:

@@ -131,6 +131,27 @@ class Metrics:
         self.facts_deleted_total = counter(
             "image_gate_facts_deleted", "ImageFacts deleted by the leader because nobody used them."
         )
+        self.facts_resolved = counter(
+            "image_gate_facts_resolved",
+            "Facts the leader resolved, by cloud and when: ahead of need (a refresh, a running workload's image, "
+            "the HSS inventory) or at admission (a review asked for it).",
+            "cloud",
+            "when",
+        )
+        self.inventory_pages = counter(
+            "image_gate_inventory_pages",
+            "Pages of HSS's image inventory the leader read, by outcome (found; 'no free slot': left to admissions, "
+            "not asked; or the failure).",
+            "outcome",
+        )
+        self.inventory_answers = counter(
+            "image_gate_inventory_answers",
+            "HSS image lookups the inventory mirror answered without a list call, by answer (found, not synced).",
+            "answer",
+        )
+        self.inventory_images_held = gauge(
+            "image_gate_inventory_images", "Images the leader's mirror of HSS's inventory holds."
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -213,6 +234,20 @@ class Metrics:
 
     def facts_deleted(self, *, count: int) -> None:
         self.facts_deleted_total.inc(count)
+
+    def fact_resolved(self, *, cloud: str, ahead: bool) -> None:
+        self.facts_resolved.labels(cloud, "ahead" if ahead else "admission").inc()
+
+    # --- InventoryObserver (the leader's mirror of HSS's image inventory) ---
+
+    def inventory_page(self, *, outcome: str) -> None:
+        self.inventory_pages.labels(outcome).inc()
+
+    def inventory_answer(self, *, answer: str) -> None:
+        self.inventory_answers.labels(answer).inc()
+
+    def inventory_images(self, *, count: int) -> None:
+        self.inventory_images_held.set(count)
 
     def fact_states(self, counts: Mapping[str, int]) -> None:
         for state, count in counts.items():

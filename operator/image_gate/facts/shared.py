@@ -515,16 +515,17 @@ class SharedFacts:
 
     async def _work(self) -> None:
         while True:
-            _, name, key = await self._queue.get()
+            group, name, key = await self._queue.get()
             self._report_pending()
             try:
-                await self._resolve_and_store(key)
+                await self._resolve_and_store(key, ahead=queue_tier(group) > 0)
             except asyncio.CancelledError:
                 raise
             except Exception:  # one fact's bug must not stop the leader's work
                 logger.exception("resolving the fact %s failed", name)
 
-    async def _resolve_and_store(self, key: FactKey) -> None:
+    async def _resolve_and_store(self, key: FactKey, *, ahead: bool = False) -> None:
+        """Resolve ``key`` and store the answer; ``ahead``: no review asked for it (refresh, prefetch)."""
         if key.cloud == HUAWEI:
             wait = self._handover.hold_until(HUAWEI, window=self.settings.hss_quota_window) - self._wall()
             if wait > 0:
@@ -550,6 +551,7 @@ class SharedFacts:
         now = self._wall()
         expires_at = self.settings.expiry(key, outcome, now)
         record = FactRecord(outcome, observed_at=now, expires_at=expires_at, hss_image_id=facts.hss_image_id)
+        self._observer.fact_resolved(cloud=key.cloud, ahead=ahead)
         await self._store(key, record)
 
     def _to_resolve(self, record: FactRecord) -> bool:

@@ -114,6 +114,10 @@ class SharedFactsObserver(Protocol):
     def facts_deleted(self, *, count: int) -> None:
         """Unused facts deleted by the leader."""
 
+    def fact_resolved(self, *, cloud: str, ahead: bool) -> None:
+        """The leader resolved a fact: ``ahead`` of need (refresh, running workloads, inventory) or for an
+        admission miss."""
+
 
 class NullSharedFactsObserver:
     def store_write(self, *, result: str) -> None:
@@ -132,6 +136,9 @@ class NullSharedFactsObserver:
         pass
 
     def facts_deleted(self, *, count: int) -> None:
+        pass
+
+    def fact_resolved(self, *, cloud: str, ahead: bool) -> None:
         pass
 
 
