@@ -314,6 +314,20 @@ def test_everything_else_is_audited_with_every_container(kind: str, owners: list
     )
 
 
+@pytest.mark.parametrize("phase", ["Succeeded", "Failed"])
+def test_a_pod_that_terminated_for_good_is_not_audited(phase: str) -> None:
+    assert audited_object("Pod", {**body("Pod"), "status": {"phase": phase}}) is None
+
+
+@pytest.mark.parametrize("status", [{"phase": "Running"}, {"phase": "Pending"}, {}, None, "garbage"])
+def test_a_pod_that_may_still_run_is_audited(status: Any) -> None:
+    assert audited_object("Pod", {**body("Pod"), "status": status}) is not None
+
+
+def test_only_pods_have_a_phase_that_counts() -> None:
+    assert audited_object("Job", {**body("Job"), "status": {"phase": "Succeeded"}}) is not None
+
+
 @pytest.mark.parametrize(
     ("kind", "garbage"),
     [

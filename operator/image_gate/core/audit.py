@@ -86,10 +86,15 @@ def audited_object(kind: str, body: Mapping[str, Any]) -> AuditedObject | None:
 
     None for what is audited through its owner (`OWNED_KINDS`: a ReplicaSet whose
     controller is a Deployment, a Job whose controller is a CronJob). Every Pod is
-    audited, whoever owns it: a pod may run what its template no longer says. Raises
+    audited, whoever owns it: a pod may run what its template no longer says; except
+    a pod that has terminated for good (phase ``Succeeded`` or ``Failed``): nothing
+    runs it again (a Job or CronJob that would is audited itself), and asking HSS
+    about its images would spend the quota on what no node will pull. Raises
     nothing on garbage: an unreadable object gives None (the caller logs it).
     """
     if not isinstance(body, Mapping) or kind not in POD_TEMPLATE_PATHS:
+        return None
+    if kind == "Pod" and _terminated(body.get("status")):
         return None
     metadata = body.get("metadata")
     if not isinstance(metadata, Mapping):
@@ -105,6 +110,13 @@ def audited_object(kind: str, body: Mapping[str, Any]) -> AuditedObject | None:
     except UnreadableObject:
         return None
     return AuditedObject(kind=kind, namespace=namespace, name=name, uid=uid, containers=tuple(containers))
+
+
+_TERMINAL_PHASES: frozenset[object] = frozenset({"Succeeded", "Failed"})
+
+
+def _terminated(status: object) -> bool:
+    return isinstance(status, Mapping) and status.get("phase") in _TERMINAL_PHASES
 
 
 def _controlled_by(references: object, owner_kind: str) -> bool:
