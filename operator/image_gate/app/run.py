@@ -21,6 +21,7 @@ from image_gate.app.auditing import auditing
 from image_gate.app.certs import ReloadingContext, ServingCertificate, generate_development_certificate
 from image_gate.app.health import serve_health
 from image_gate.app.metrics import Metrics
+from image_gate.app.mirroring import hss_inventory, mirror_with_leadership
 from image_gate.app.settings import Settings
 from image_gate.app.sharing import fact_sharing
 from image_gate.app.stopping import GracefulStop
@@ -31,6 +32,7 @@ from image_gate.kube.events import DenialEvents
 from image_gate.kube.kubeapi import KubeApi
 from image_gate.kube.memos import WatchedOnlyMemories
 from image_gate.kube.namespaces import NamespaceLabels, read_namespace_labels
+from image_gate.kube.overload import LoadShedder
 from image_gate.kube.readiness import Readiness
 from image_gate.kube.server import ReviewServer
 from image_gate.kube.watchhealth import WatchHealth
@@ -108,12 +110,18 @@ async def run_operator(settings: Settings) -> None:
     events = DenialEvents()
     register_controller(registry, readiness=readiness, metrics=metrics, events=events)
     sharing = fact_sharing(settings, metrics, registry)
+    inventory = hss_inventory(settings, metrics)
     async with (
-        fact_resolver(settings, metrics=metrics, calls=sharing.calls) as resolver,
+        fact_resolver(settings, metrics=metrics, calls=sharing.calls, inventory=inventory) as resolver,
         sharing.source(resolver) as facts,
         auditing(settings, registry, sharing, facts),
     ):
+        mirror_with_leadership(sharing, facts, inventory)
         admission = Admission(facts, deadline=settings.deadline)
+        # Past capacity, what cannot be answered in time is refused at once; reviews waiting for facts
+        # use no CPU and are not counted in the queue.
+        server.shedder = LoadShedder(default_budget=settings.deadline, waiting=lambda: admission.waiting)
+        server.on_shed = metrics.review_shed
         namespaces_api = KubeApi(timeout=5.0)  # a GET that outlasts a review's wait still serves the next one
         webhook = WebhookApp(
             admission,

@@ -27,20 +27,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from image_gate.core import messages
 from image_gate.core.clock import Clock, Deadline, Sleep, monotonic
 from image_gate.core.clock import sleep as asyncio_sleep
-from image_gate.core.evaluate import Decision, Plan, Subject, decide, plan
+from image_gate.core.evaluate import Decision, Plan, Subject
 from image_gate.core.imagefacts import ImageFacts, StaleFact
 from image_gate.core.images import ImageReference
 from image_gate.core.outcomes import TimedOut
+from image_gate.core.plans import PlanCache
 from image_gate.core.policy import CompiledPolicy
 from image_gate.core.workloads import Container
 
-__all__ = ["Admission", "FactSource", "Review", "changed_containers"]
+__all__ = ["ANSWER_BY", "Admission", "FactSource", "Review", "changed_containers"]
+
+ANSWER_BY: ContextVar[Deadline | None] = ContextVar("ANSWER_BY", default=None)
+"""The latest the caller can still use a verdict: the API server's ``timeout`` for this review, counted
+by the server from the review's arrival (`image_gate.kube.server`). A review that waited for the CPU
+gets only what is left of it, so even a cold one answers in time; None: the deadline alone counts."""
 
 
 class FactSource(Protocol):
@@ -115,27 +122,36 @@ class Admission:
         deadline: float = 3.0,
         clock: Clock = monotonic,
         sleep: Sleep = asyncio_sleep,
+        plans: PlanCache | None = None,
     ) -> None:
         self._facts = facts
         self._deadline = deadline
         self._clock = clock
         self._sleep = sleep
+        self._plans = plans if plans is not None else PlanCache()
+        self.waiting = 0
+        """Reviews now waiting for lookups (a cloud, the leader): in flight, but not using the CPU."""
 
     async def review(self, subject: Subject, policies: Sequence[CompiledPolicy]) -> Review:
         started = self._clock()
-        deadline = Deadline(at=started + self._deadline, clock=self._clock)
-        the_plan = plan(subject, policies)
-        reserve = self._reserve(the_plan, planning=self._clock() - started)
+        limit = self._deadline
+        answer_by = ANSWER_BY.get()
+        if answer_by is not None:
+            limit = min(limit, answer_by.remaining())
+        deadline = Deadline(at=started + limit, clock=self._clock)
+        remembered = self._plans.remembered(subject, policies)
+        the_plan = remembered.plan_for(subject)
+        reserve = self._reserve(the_plan, planning=self._clock() - started, limit=limit)
         facts = await self._resolve(the_plan, Deadline(at=deadline.at - reserve, clock=self._clock))
-        decision = decide(the_plan, facts)
+        decision = remembered.decide(the_plan, facts)
         stale = {image: known.stale for image, known in facts.items() if known.stale}
         return Review(subject=subject, plan=the_plan, decision=decision, seconds=self._clock() - started, stale=stale)
 
-    def _reserve(self, the_plan: Plan, *, planning: float) -> float:
-        """The time kept back from the lookups for judging and wording; at most two thirds of the deadline."""
+    def _reserve(self, the_plan: Plan, *, planning: float, limit: float) -> float:
+        """The time kept back from the lookups for judging and wording; at most two thirds of the time there is."""
         judgements = sum(len(planned.policies) for planned in the_plan.containers)
         estimate = max(judgements * SECONDS_PER_JUDGEMENT, planning * JUDGING_PER_PLANNING)
-        return min(self._deadline * 2 / 3, estimate)
+        return min(limit * 2 / 3, estimate)
 
     async def _resolve(self, the_plan: Plan, deadline: Deadline) -> Mapping[ImageReference, ImageFacts]:
         """The facts the plan needs, as far as they are known at ``deadline``.
@@ -174,7 +190,11 @@ class Admission:
             first.result()  # a resolver answers outcomes; one that raised is a bug: an HTTP 500
         else:
             others = [asyncio.ensure_future(look_up()) for _ in range(min(CONCURRENT_LOOKUPS, len(wanted)) - 1)]
-            await self._finish_by_deadline([first, *others], deadline)
+            self.waiting += 1
+            try:
+                await self._finish_by_deadline([first, *others], deadline)
+            finally:
+                self.waiting -= 1
         if len(facts) < len(wanted):  # the plan's images are distinct: some were not answered in time
             late = self._late()
             for image, needs in wanted:

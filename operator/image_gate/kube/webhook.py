@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +38,7 @@ from aiohttp import web
 
 from image_gate.core.admission import Admission, Review, changed_containers
 from image_gate.core.clock import Deadline
-from image_gate.core.evaluate import Subject
+from image_gate.core.evaluate import Decision, Subject
 from image_gate.core.policy import CompiledPolicy
 from image_gate.core.workloads import JUDGED_RESOURCES, UnreadableObject, containers_of
 from image_gate.facts.store import REQUESTING_NAMESPACE
@@ -306,13 +307,48 @@ containers can have tens of thousands: writing each would cost the review its de
 of megabytes, which log shippers cut anyway."""
 
 
+class _DecisionFields:
+    """The review line's fields that follow from the plan and the decision alone, worked out once per decision.
+
+    A warm review of a workload seen before gets the very same decision object back
+    (`image_gate.core.plans`), so its policies, images and findings are written from what the
+    last line wrote; the object's name, the operation, stale facts and timing are per review.
+    """
+
+    size = 256
+
+    def __init__(self) -> None:
+        # By id, holding the decision and the plan's needs so the ids stay theirs; least recent dropped first.
+        self._known: OrderedDict[int, tuple[Decision, object, dict[str, Any]]] = OrderedDict()
+
+    def of(self, review: Review) -> dict[str, Any]:
+        decision, needs = review.decision, review.plan.needs
+        known = self._known.get(id(decision))
+        if known is not None and known[0] is decision and known[1] is needs:
+            return known[2]
+        fields = {
+            "decision": decision.verdict,
+            "policies": list(decision.policies),
+            "images": sorted(str(image) for image in needs),
+            "findings": [finding.as_dict() for finding in decision.findings[:_LOGGED_FINDINGS]],
+            "findings_omitted": max(0, len(decision.findings) - _LOGGED_FINDINGS),
+        }
+        self._known[id(decision)] = (decision, needs, fields)
+        if len(self._known) > self.size:
+            self._known.popitem(last=False)
+        return fields
+
+
+_decision_fields = _DecisionFields()
+
+
 def _log_review(review: Review, *, operation: str | None, subresource: str | None, dry_run: bool) -> None:
     if not logger.isEnabledFor(logging.INFO):
         return  # every review would build these fields; skip them when nobody reads them
-    decision = review.decision
+    decided = _decision_fields.of(review)
     logger.info(
         "admission %s",
-        decision.verdict,
+        decided["decision"],
         extra={
             "review": {
                 "kind": review.subject.kind,
@@ -320,12 +356,8 @@ def _log_review(review: Review, *, operation: str | None, subresource: str | Non
                 "operation": operation,
                 "subresource": subresource,
                 "dry_run": dry_run,
-                "decision": decision.verdict,
-                "policies": list(decision.policies),
-                "images": sorted(str(image) for image in review.plan.needs),
-                "findings": [finding.as_dict() for finding in decision.findings[:_LOGGED_FINDINGS]],
-                "findings_omitted": max(0, len(decision.findings) - _LOGGED_FINDINGS),
-                "stale": review.stale_as_data(),
+                **decided,
+                "stale": review.stale_as_data() if review.stale else [],
                 "seconds": round(review.seconds, 6),
             }
         },
