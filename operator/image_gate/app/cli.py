@@ -1,5 +1,6 @@
 """
-``image-gate``: ``run`` the webhook, ``check`` images without a cluster, print the ``version``.
+``image-gate``: ``run`` the webhook, ``check`` images without a cluster, ``audit`` what runs in one
+(``app.auditcmd``), print the ``version``.
 
 Exit codes of ``check``: 0 every image is allowed, 1 something is denied,
 2 a usage or configuration error (the message names the file and the field).
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from image_gate import __version__
+from image_gate.app.auditcmd import add_audit_parser, audit_command
 from image_gate.app.policyfiles import PolicyFileError, load_policy_files
 from image_gate.app.settings import Settings, SettingsError, add_run_arguments
 from image_gate.core.admission import Admission, Review
@@ -43,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args)
     if args.command == "run":
         return _run(args)
+    if args.command == "audit":
+        return audit_command(args)
     parser.print_help()
     return EXIT_ERROR
 
@@ -83,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     # The run settings a check reads: the same flags, variables and defaults, declared once in Settings.
     add_run_arguments(check, only=("config", "deadline_seconds", "hss_endpoint", "sas_endpoint", "cloud_ca_file"))
+    add_audit_parser(commands)
     commands.add_parser("version", help="print the version")
     return parser
 

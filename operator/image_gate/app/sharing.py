@@ -74,6 +74,8 @@ class FactSharing:
     store: KubeFactStore | None = None
     """The ImageFact store, once `source` shares facts through the cluster."""
     leading: bool = False
+    handover: Handover | None = None
+    """What the predecessor's calls leave of the quota, while this replica leads (see ``facts.calllog``)."""
     _listeners: list[Callable[[bool], None]] = field(default_factory=list)
 
     def follow_leadership(self, listener: Callable[[bool], None]) -> None:
@@ -118,6 +120,7 @@ class FactSharing:
                 else:
                     facts.stop_leading()
                 self.leading = leading
+                self.handover = (handover or Handover()) if leading else None
                 for listener in self._listeners:
                     listener(leading)
 

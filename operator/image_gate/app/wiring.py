@@ -14,13 +14,15 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from image_gate.app.metrics import Metrics
 from image_gate.app.settings import Settings
 from image_gate.clouds import aliyun, huawei
 from image_gate.clouds.observe import CallObserver
+from image_gate.facts.inventory import HssInventory, MirroredHss
 from image_gate.facts.regions import RegionAllowList
-from image_gate.facts.resolver import CacheSettings, FactResolver, FactsObserver
+from image_gate.facts.resolver import CacheSettings, FactResolver, FactsObserver, HssLookups
 
 __all__ = ["StartupError", "fact_resolver"]
 
@@ -83,10 +85,12 @@ async def fact_resolver(
     metrics: Metrics | None = None,
     environ: Mapping[str, str] | None = None,
     calls: CallObserver | None = None,
+    inventory: HssInventory[Any] | None = None,
 ) -> AsyncIterator[FactResolver]:
     """A `FactResolver` over the configured clouds; closes everything on exit.
 
     ``calls`` hears of every cloud call instead of ``metrics`` (the Lease's call log, which forwards to them).
+    ``inventory`` (the leader's mirror of HSS's images) answers HSS image ids before the client is asked.
     """
     async with AsyncExitStack() as stack:
         call_observer = calls if calls is not None else metrics
@@ -105,6 +109,12 @@ async def fact_resolver(
         )
         observer: FactsObserver | None = metrics
         regions = RegionAllowList.of(huawei=settings.hss_regions, aliyun=settings.acr_regions)
-        resolver = FactResolver(settings.registries, hss, sas, settings=cache, observer=observer, regions=regions)
+        hss_lookups: HssLookups[Any] | None = hss
+        if hss is not None and inventory is not None:
+            inventory.attach(hss)
+            hss_lookups = MirroredHss(hss, inventory)
+        resolver = FactResolver(
+            settings.registries, hss_lookups, sas, settings=cache, observer=observer, regions=regions
+        )
         stack.push_async_callback(resolver.aclose)
         yield resolver
