@@ -314,3 +314,19 @@ def test_the_default_hss_regions_are_the_sdks() -> None:
     assert set(sdk.HssRegion.static_fields) == HSS_REGIONS
     assert RegionAllowList().refusal("aliyun", "ap-southeast-1") is None, "no ACR region is refused by default"
     assert RegionAllowList.of(aliyun=["cn-hangzhou"]).refusal("aliyun", "ap-southeast-1")
+
+
+async def test_a_leader_whose_watch_lags_does_not_resolve_what_it_just_stored(time: FakeTime, cluster: Cluster) -> None:
+    leader = Replica(cluster, time)
+    leader.facts.start_leading()
+    name = FactKey("huawei", MAPPING.hss_location(APP_V1), APP_V1).name  # type: ignore[arg-type]
+    await resolve(leader, time, APP_V1)
+    calls = leader.cloud_calls
+    answered = cluster.facts[name]
+    lagging = replace(answered, record=None)
+    cluster.facts[name] = lagging  # the index still shows the ImageFact as created, not yet answered
+    leader.facts.observe(lagging)  # ... and its create event asks again
+    await time.advance(5.0)
+    assert leader.cloud_calls == calls, "the leader remembers what it wrote until its watch brings it"
+    cluster.facts[name] = answered
+    await leader.facts.aclose()

@@ -123,6 +123,11 @@ class SharedFacts:
         self._degraded_until = float("-inf")
         self._queue: FairQueue[str, FactKey] = FairQueue(max_items=settings.max_pending, tiers=QUEUE_TIERS)
         self._workers: list[asyncio.Task[None]] = []
+        self._resolving: set[str] = set()
+        """Names a worker is resolving now: asking for them again queues nothing."""
+        self._written: dict[str, FactRecord] = {}
+        """What this leader stored lately, until its watch brings it back: the index may lag behind our writes,
+        and a fact queued again meanwhile must not be resolved again (a fresh lookup is a cloud call)."""
         self._handover = Handover()
         self._leading = False
 
@@ -501,11 +506,13 @@ class SharedFacts:
             worker.cancel()
         self._workers = []
         self._queue.clear()
+        self._resolving.clear()
+        self._written.clear()
         self._report_pending()
 
     def _enqueue(self, namespace: str, key: FactKey) -> bool:
         """Queue ``key`` for the leader's workers, in the tier its group says (`queue_tier`); True if queued."""
-        if not self._queue.push(namespace, key.name, key, tier=queue_tier(namespace)):
+        if key.name in self._resolving or not self._queue.push(namespace, key.name, key, tier=queue_tier(namespace)):
             return False
         self._report_pending()
         return True
@@ -517,12 +524,15 @@ class SharedFacts:
         while True:
             group, name, key = await self._queue.get()
             self._report_pending()
+            self._resolving.add(name)
             try:
                 await self._resolve_and_store(key, ahead=queue_tier(group) > 0)
             except asyncio.CancelledError:
                 raise
             except Exception:  # one fact's bug must not stop the leader's work
                 logger.exception("resolving the fact %s failed", name)
+            finally:
+                self._resolving.discard(name)
 
     async def _resolve_and_store(self, key: FactKey, *, ahead: bool = False) -> None:
         """Resolve ``key`` and store the answer; ``ahead``: no review asked for it (refresh, prefetch)."""
@@ -531,10 +541,10 @@ class SharedFacts:
             if wait > 0:
                 logger.info("waiting %.1fs for the previous leader's HSS quota window before calling HSS", wait)
                 await self._sleep(wait)
-        stored = self._backend.lookup(key.name)
-        if stored is not None and stored.record is not None and not self._to_resolve(stored.record):
-            self._answer(key.name, (stored.record.outcome, ()))
-            return  # answered meanwhile (by us before a restart, or by a previous leader)
+        latest = self._latest_record(key.name)
+        if latest is not None and not self._to_resolve(latest):
+            self._answer(key.name, (latest.outcome, ()))
+            return  # answered meanwhile (by us, lately or before a restart, or by a previous leader)
         budget = Deadline.after(self.settings.lookup_budget, self._clock)
         facts = await self._resolver.resolve(
             key.image, base_image=key.cloud == HUAWEI, digest=key.cloud == ALIYUN, deadline=budget, fresh=True
@@ -553,6 +563,18 @@ class SharedFacts:
         record = FactRecord(outcome, observed_at=now, expires_at=expires_at, hss_image_id=facts.hss_image_id)
         self._observer.fact_resolved(cloud=key.cloud, ahead=ahead)
         await self._store(key, record)
+
+    def _latest_record(self, name: str) -> FactRecord | None:
+        """The newer of the indexed record and the one this leader wrote (which the watch may not have brought)."""
+        stored = self._backend.lookup(name)
+        indexed = stored.record if stored is not None else None
+        written = self._written.get(name)
+        if written is None:
+            return indexed
+        if indexed is not None and indexed.observed_at >= written.observed_at:
+            del self._written[name]  # the watch has caught up
+            return indexed
+        return written
 
     def _to_resolve(self, record: FactRecord) -> bool:
         """Whether the leader resolves a stored fact again: expired, or a `Found` due for its refresh ahead."""
@@ -583,6 +605,10 @@ class SharedFacts:
                 result = "failed"
                 self._degrade(f"the status of {key.name} could not be written: {exc}")
             self._observer.store_write(result=result)
+            if result in ("written", "unchanged"):
+                if len(self._written) >= 10_000:
+                    self._written.clear()  # a shortcut, not a store: losing it costs a lookup at worst
+                self._written[key.name] = record
             if result != "conflict" or not self._leading:
                 return
             await self._sleep(_CONFLICT_PAUSE * (attempt + 1))  # for the watch to bring the newer version
