@@ -137,6 +137,38 @@ async def test_a_dead_leader_is_replaced_after_the_lease_duration_by_the_others_
     assert handover.hold_until("huawei", window=WINDOW) == pytest.approx(died_renewing + 10.0 + WINDOW)
 
 
+@pytest.mark.parametrize(("phase", "dies_after"), [(0.05, 0.01), (1.0, 1.0), (1.95, 1.99), (1.95, 0.01), (0.05, 1.99)])
+async def test_a_standby_takes_over_within_the_lease_duration_of_the_leaders_death(
+    time: FakeTime, server: LeaseServer, phase: float, dies_after: float
+) -> None:
+    """The standby runs its own loop; ``phase`` is how long after each renewal it reads the Lease, and
+    ``dies_after`` how long after its last renewal the leader dies (it never renews again, never releases)."""
+    import asyncio
+
+    a, b = Replica("a", server, time), Replica("b", server, time)
+    await a.elector.step()
+    await time.advance(phase)
+    standby = asyncio.ensure_future(b.elector.run())
+    for _ in range(10):
+        await time.advance(2.0)
+        assert await a.elector.step()
+    last_renewal = time.now
+    await time.advance(dies_after)
+    died = time.now
+    await time.advance(20.0)
+    assert b.changes, "b leads"
+    took_over = from_micro_time(server.spec["acquireTime"])
+    assert took_over is not None
+    assert took_over - died <= 15.0, "within the Lease duration of the leader's death"
+    assert took_over - last_renewal <= 15.0
+    assert took_over - last_renewal > 10.0 + 2.0, "and well after the dead leader stopped leading by its own clock"
+    assert a.elector._renewed_at is not None
+    assert a.elector._renewed_at + 10.0 < took_over, "a stopped leading (its renew deadline) before b took over"
+    assert server.spec["holderIdentity"] == "b"
+    standby.cancel()
+    await time.advance(0.1)
+
+
 async def test_a_released_lease_is_taken_at_once_and_hands_over_exactly(time: FakeTime, server: LeaseServer) -> None:
     a, b = Replica("a", server, time), Replica("b", server, time)
     await a.elector.step()
@@ -241,6 +273,8 @@ def test_the_call_log_keeps_the_latest_call_within_the_window(time: FakeTime) ->
 def test_lease_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="renew_deadline"):
         LeaseSettings(namespace="x", identity="a", renew_deadline=20)
+    with pytest.raises(ValueError, match="retry_period \\+ renew_deadline"):
+        LeaseSettings(namespace="x", identity="a", lease_duration=15, renew_deadline=13, retry_period=3)
     assert micro_time(0.5) == "1970-01-01T00:00:00.500000Z"
 
 

@@ -11,8 +11,17 @@ The protocol is client-go's (``k8s.io/client-go/tools/leaderelection``), so
 
 * every ``retry_period`` each replica reads the Lease. A holder other than us
   counts as alive while the Lease keeps changing: its expiry is judged by *our*
-  clock, ``lease_duration`` after we last saw the record change, never by
-  comparing its ``renewTime`` with our clock (clocks drift between nodes);
+  clock, ``lease_duration`` after the record last changed, never by comparing
+  its ``renewTime`` with our clock (clocks drift between nodes). When it
+  changed is known to within one read: after our previous read began, and
+  before this one answered. We count from the earliest (the previous read's
+  start, but at most one ``retry_period`` back), so a standby takes over at
+  most ``lease_duration`` after the holder's last renewal rather than up to a
+  ``retry_period`` later; and it reads again at exactly that moment, not at
+  the next ``retry_period`` tick, so a dead leader is replaced within the
+  Lease duration of its death. That is safe because the holder stops leading
+  ``renew_deadline`` after its last renewal *began*, and ``retry_period +
+  renew_deadline < lease_duration`` (checked);
 * an expired or released Lease is taken with a replace guarded by the
   ``resourceVersion`` we read: of two replicas trying at once, one wins and the
   other gets a conflict;
@@ -75,9 +84,13 @@ class LeaseSettings:
     def __post_init__(self) -> None:
         if not self.identity:
             raise ValueError("LeaseSettings.identity must not be empty")
-        if not 0 < self.retry_period < self.renew_deadline < self.lease_duration:
+        if not (
+            0 < self.retry_period < self.renew_deadline < self.lease_duration
+            and self.retry_period + self.renew_deadline < self.lease_duration
+        ):
             raise ValueError(
-                "the Lease needs 0 < retry_period < renew_deadline < lease_duration, not "
+                "the Lease needs 0 < retry_period < renew_deadline < lease_duration and "
+                "retry_period + renew_deadline < lease_duration, not "
                 f"{self.retry_period:g} / {self.renew_deadline:g} / {self.lease_duration:g}"
             )
 
@@ -160,8 +173,13 @@ class LeaderElector:
         self._sleep = sleep
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = 0.0
+        """Our clock's time from which the holder's record counts as unchanged (see the module's docstring)."""
+        self._read_started: float | None = None
+        """When our last successful read of the Lease began: the record it returned was current after then."""
+        self._expires_at: float | None = None
+        """When another replica's Lease expires by our clock, while it holds a live one: our next attempt."""
         self._renewed_at: float | None = None
-        """Our clock's time of our last successful write while leading; None when not leading."""
+        """Our clock's time when our last successful renewal began (its write is later); None when not leading."""
         self._leading = False
         self._problem: str | None = None
         self.holder: str | None = None
@@ -188,6 +206,8 @@ class LeaderElector:
 
     async def step(self) -> bool:
         """One attempt to take or renew the Lease; True if we hold it afterwards."""
+        started = self._clock()
+        self._expires_at = None
         try:
             held, handover = await self._try_acquire_or_renew()
         except ApiError as exc:
@@ -204,7 +224,9 @@ class LeaderElector:
                 logger.info("the Lease %s can be read and written again", self.settings.name)
             self._problem = None
         if held:
-            self._renewed_at = self._clock()
+            # The renew deadline counts from before the write: the write took effect after this, never before,
+            # so we stop leading no later than renew_deadline after the renewal others observed.
+            self._renewed_at = started
             if not self._leading:
                 self._leading = True
                 logger.info("leading: this replica now resolves facts for the deployment")
@@ -248,7 +270,10 @@ class LeaderElector:
     async def _pause(self) -> None:
         """Until the next attempt: a retry period, or a moment after a cloud call the log must record."""
         if not self._leading:
-            await self._sleep(self.settings.retry_period)
+            delay = self.settings.retry_period
+            if self._expires_at is not None:
+                delay = min(delay, max(0.0, self._expires_at - self._clock()))  # at the expiry, not a tick later
+            await self._sleep(delay)
             return
         changed = asyncio.ensure_future(self._calls.changed.wait())
         timer = asyncio.ensure_future(self._sleep(self.settings.retry_period))
@@ -262,7 +287,9 @@ class LeaderElector:
 
     async def _try_acquire_or_renew(self) -> tuple[bool, Handover | None]:
         now_wall = self._wall()
+        read_started = self._clock()
         lease = await self._store.get()
+        previous_read, self._read_started = self._read_started, read_started
         if lease is None:
             metadata = {"name": self.settings.name, "namespace": self.settings.namespace}
             body = self._with_calls({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata})
@@ -276,11 +303,16 @@ class LeaderElector:
         self.holder = holder
         record = (holder, spec.get("renewTime"), spec.get("leaseDurationSeconds"), spec.get("acquireTime"))
         if record != self._observed:
+            now = self._clock()
+            # It changed after our previous read began (when it was still the old one), at most a retry
+            # period ago counted from now; the first sight of a record says nothing of its age.
+            earliest = now - self.settings.retry_period
+            self._observed_at = now if previous_read is None or self._observed is None else max(previous_read, earliest)
             self._observed = record
-            self._observed_at = self._clock()
         duration = _seconds(spec.get("leaseDurationSeconds"), self.settings.lease_duration)
         ours = holder == self.settings.identity
         if holder is not None and not ours and self._clock() < self._observed_at + duration:
+            self._expires_at = self._observed_at + duration
             return False, None  # somebody else holds it, and it is alive
 
         handover: Handover | None = None
