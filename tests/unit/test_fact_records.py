@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -27,13 +28,17 @@ from image_gate.core.outcomes import (
 from image_gate.facts.records import (
     HASH_HEX_DIGITS,
     MAX_NAME_LENGTH,
+    REQUESTED_BY,
     FactKey,
     FactRecord,
+    StoredFact,
     UnreadableRecord,
     fact_name,
     record_from_status,
+    shared_base_image,
     spec_of,
     status_of,
+    stored_fact,
 )
 
 DNS_1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -193,3 +198,65 @@ def test_long_messages_are_cut_so_a_fact_stays_small() -> None:
 def test_a_status_this_version_did_not_write_is_unreadable(status: dict[str, Any]) -> None:
     with pytest.raises(UnreadableRecord):
         record_from_status(status)
+
+
+# -- what many facts share is held once
+
+
+def _parsed(value: dict[str, Any]) -> dict[str, Any]:
+    """A fresh copy of ``value`` as a watch event brings it: every string a new object."""
+    parsed: dict[str, Any] = json.loads(json.dumps(value))
+    return parsed
+
+
+def _fact_body(n: int, *, os_version: str = "12", namespace: str = "shop") -> dict[str, Any]:
+    record = FactRecord(
+        Found(BaseImage("Debian GNU/Linux", os_version, "sha256:" + "b" * 64), f"req-{n}"), observed_at=0, expires_at=1
+    )
+    return _parsed(
+        {
+            "metadata": {"name": f"hss-app{n}", "annotations": {REQUESTED_BY: namespace}},
+            "spec": {"cloud": "huawei", "reference": f"swr.example.com/app{n}:1"},
+            "status": status_of(record),
+        }
+    )
+
+
+def _found(stored: StoredFact) -> Found[Any]:
+    assert stored.record is not None
+    outcome = stored.record.outcome
+    assert isinstance(outcome, Found)
+    return outcome
+
+
+def test_facts_with_the_same_base_image_share_one_object_and_repeated_words() -> None:
+    first, second = stored_fact(_fact_body(1)), stored_fact(_fact_body(2))
+    base = _found(first).value
+    assert base == BaseImage("Debian GNU/Linux", "12", "sha256:" + "b" * 64)
+    assert _found(second).value is base
+    assert _found(first).request_id == "req-1"
+    assert _found(second).request_id == "req-2"
+    assert first.cloud is second.cloud
+    assert first.requested_by is second.requested_by
+    other = _found(stored_fact(_fact_body(3, os_version="13"))).value
+    assert other.os_version == "13"
+    assert other.os_name is base.os_name
+
+
+def test_the_shared_base_images_are_bounded_and_start_over_when_full() -> None:
+    images = [shared_base_image("Ubuntu", "22.04", f"sha256:{n:064x}") for n in range(5000)]
+    assert [image.layer_digest for image in images] == [f"sha256:{n:064x}" for n in range(5000)]
+    assert shared_base_image("Ubuntu", "22.04", f"sha256:{4999:064x}") is images[-1]
+    assert shared_base_image("Ubuntu", "22.04", f"sha256:{0:064x}") == images[0]  # forgotten, still equal
+
+
+def test_words_of_a_stored_failure_are_shared() -> None:
+    failure = Throttled(cloud="huawei", api="ListRegistryImages", detail="slow down", code="APIGW.0308")
+    status = status_of(FactRecord(failure, observed_at=0, expires_at=1))
+    first, second = record_from_status(_parsed(status)), record_from_status(_parsed(status))
+    assert first == second
+    assert isinstance(first.outcome, Throttled)
+    assert isinstance(second.outcome, Throttled)
+    assert first.outcome.api is second.outcome.api
+    assert first.outcome.code is second.outcome.code
+    assert first.outcome.detail is second.outcome.detail

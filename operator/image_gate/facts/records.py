@@ -23,6 +23,12 @@ an HSS console search or a support ticket). Times are wall-clock seconds since
 the epoch here, RFC 3339 in the object, because every replica reads them
 against its own clock.
 
+**Compact in memory.** Every replica holds a `StoredFact` per ImageFact (up to
+50,000): what it keeps of a body is what reviews and the leader read, and what
+many facts share is one object: names and words that repeat (clouds, OS names
+and versions, namespaces, failure APIs, messages) are interned, and one
+`BaseImage` stands for every fact with the same base image (`shared_base_image`).
+
 **Only what pod creators may read.** Whoever may read ImageFacts, and every
 pod creator whose denial quotes a stored failure, reads ``message``: a
 failure's message is its pod-facing detail (`Failure.public_detail`; for
@@ -37,6 +43,7 @@ import datetime
 import hashlib
 import math
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeAlias
@@ -77,6 +84,7 @@ __all__ = [
     "from_rfc3339",
     "outcome_from_status",
     "record_from_status",
+    "shared_base_image",
     "spec_of",
     "status_of",
     "stored_fact",
@@ -283,6 +291,31 @@ def _pod_facing_detail(failure: Failure) -> str:
     return failure.detail if failure.public_detail is None else failure.public_detail
 
 
+_MAX_BASE_IMAGES: Final = 4096
+"""Distinct base images remembered by `shared_base_image`: a cluster's images share far fewer."""
+_base_images: dict[tuple[str, str, str], BaseImage] = {}
+
+
+def shared_base_image(os_name: str, os_version: str, layer_digest: str) -> BaseImage:
+    """The one `BaseImage` for these values: thousands of facts name the same few base images.
+
+    A value (frozen), so sharing it changes nothing but the memory. The table is bounded and
+    starts over when full, which costs a duplicate per fact read afterwards, never a wrong answer.
+    """
+    key = (os_name, os_version, layer_digest)
+    known = _base_images.get(key)
+    if known is None:
+        if len(_base_images) >= _MAX_BASE_IMAGES:
+            _base_images.clear()
+        known = _base_images[key] = BaseImage(sys.intern(os_name), sys.intern(os_version), layer_digest)
+    return known
+
+
+def _word(text: str) -> str:
+    """One object for a string that many facts repeat (``sys.intern``: freed with its last user)."""
+    return sys.intern(text)
+
+
 def _text(data: Mapping[str, Any], key: str, *, required: bool = True) -> str | None:
     value = data.get(key)
     if value is None and not required:
@@ -296,14 +329,12 @@ def outcome_from_status(status: Mapping[str, Any]) -> Outcome[Any]:
     """The outcome a ``status`` written by `status_of` stands for; `UnreadableRecord` when it is not one."""
     state = _text(status, "state")
     request_id = _text(status, "requestId", required=False)
-    message = _text(status, "message", required=False) or ""
+    message = _word(_text(status, "message", required=False) or "")
     if state == "Found":
         base = status.get("baseImage")
         if isinstance(base, Mapping):
-            fact: Any = BaseImage(
-                os_name=_text(base, "osName") or "",
-                os_version=_text(base, "osVersion") or "",
-                layer_digest=_text(base, "layerDigest") or "",
+            fact: Any = shared_base_image(
+                _text(base, "osName") or "", _text(base, "osVersion") or "", _text(base, "layerDigest") or ""
             )
         else:
             fact = _text(status, "digest")
@@ -318,12 +349,13 @@ def outcome_from_status(status: Mapping[str, Any]) -> Outcome[Any]:
     failure = status.get("failure")
     if not isinstance(failure, Mapping):
         raise UnreadableRecord(f"status.state {state} needs status.failure")
+    code = _text(failure, "code", required=False)
     common: dict[str, Any] = {
-        "cloud": _text(failure, "cloud") or "",
-        "api": _text(failure, "api") or "",
+        "cloud": _word(_text(failure, "cloud") or ""),
+        "api": _word(_text(failure, "api") or ""),
         "detail": message,
         "request_id": request_id,
-        "code": _text(failure, "code", required=False),
+        "code": _word(code) if code is not None else None,
     }
     if kind is Throttled:
         retry_after = failure.get("retryAfterSeconds")
@@ -353,7 +385,11 @@ REQUESTED_BY: Final = "imagegate.io/requested-by"
 
 @dataclass(frozen=True, slots=True)
 class StoredFact:
-    """One ImageFact, read once when the watch delivers it, so that a review only reads this."""
+    """One ImageFact, read once when the watch delivers it, so that a review only reads this.
+
+    Only what reviews and the leader read, never the body: kopf's body (and its raw dict) is
+    gone after the event, and one of these stays per ImageFact in every replica.
+    """
 
     name: str
     cloud: str
@@ -394,12 +430,12 @@ def stored_fact(body: Mapping[str, Any]) -> StoredFact:
             record = None
     return StoredFact(
         name=str(metadata.get("name") or ""),
-        cloud=str(spec.get("cloud") or ""),
+        cloud=_word(str(spec.get("cloud") or "")),
         reference=str(spec.get("reference") or ""),
         record=record,
         resource_version=metadata.get("resourceVersion"),
         requested_at=_time_or_none(annotations.get(REQUESTED_AT)),
-        requested_by=str(annotations.get(REQUESTED_BY) or ""),
+        requested_by=_word(str(annotations.get(REQUESTED_BY) or "")),
         last_used=_time_or_none(status.get("lastUsed")),
         created_at=_time_or_none(metadata.get("creationTimestamp")),
     )
