@@ -171,12 +171,14 @@ class MemorySas:
 def fact_event(n: int, key: FactKey, now: float) -> bytes:
     """Image ``n``'s ImageFact as a watch event's object, serialised as the API server sends it."""
     fact: Any = registry_digest(n) if n % 2 else BaseImage(**base_image_row(n))
+    observed = now - n % 250  # facts are resolved at different times: no two share a timestamp object
     record = FactRecord(
         Found(fact, request_id=request_id(f"fact{n}")),
-        observed_at=now,
-        expires_at=now + 300,
+        observed_at=observed,
+        expires_at=observed + 300,
         hss_image_id=None if n % 2 else f"{n:032x}",
     )
+    created = to_rfc3339(now - 86_400 - n)
     body = {
         "apiVersion": "imagegate.io/v1alpha1",
         "kind": "ImageFact",
@@ -185,10 +187,10 @@ def fact_event(n: int, key: FactKey, now: float) -> bytes:
             "uid": f"{n:08x}-5a1e-4c0d-9e2f-{n:012x}",
             "resourceVersion": str(4_000_000 + n),
             "generation": 1,
-            "creationTimestamp": to_rfc3339(now - 60),
+            "creationTimestamp": created,
             "labels": {"app.kubernetes.io/managed-by": "image-gate", "imagegate.io/cloud": key.cloud},
             "annotations": {
-                "imagegate.io/requested-at": to_rfc3339(now - 60),
+                "imagegate.io/requested-at": created,
                 "imagegate.io/requested-by": f"team{n % 97}",
             },
         },
