@@ -153,9 +153,7 @@ def test_audit_mode_lists_what_enforce_would_deny_with_the_denials_words(
     header, *rows = table.stdout.splitlines()
     assert header.split() == ["NAMESPACE", "KIND", "NAME", "CONTAINER", "IMAGE", "POLICY", "RESULT", "MESSAGE"]
     assert any(row.split()[:3] == [shop, "Pod", "legacy"] and " fail " in row for row in rows)
-    assert (
-        "rule baseImage.allowedOS: found CentOS Linux 7.9.2009, expected Ubuntu 22.04 or 24.04" in table.stdout
-    )
+    assert "rule baseImage.allowedOS: found CentOS Linux 7.9.2009, expected Ubuntu 22.04 or 24.04" in table.stdout
     assert not any(" pass " in row for row in rows), "passing results are listed with --all only"
     assert any(" pass " in row for row in audit(kube, "--namespace", shop, "--all").stdout.splitlines())
 
@@ -167,6 +165,9 @@ def test_warn_mode_gives_warn_results_and_fixed_workloads_pass(
     code, document = audit_json(kube, "--namespace", shop)
     assert code == 1, "a Warn policy's violations would be denied once it enforces"
     assert {r["result"] for r in document["results"]} == {"warn", "pass"}
+    table = audit(kube, "--namespace", shop)
+    assert table.returncode == 1
+    assert all(" warn " in row for row in table.stdout.splitlines()[1:-1])
 
     kube.kubectl("-n", shop, "set", "image", "deployment/batch", f"batch={UBUNTU_IMAGE}")
     kube.kubectl("-n", shop, "delete", "pod", "legacy", "--wait=false")
@@ -178,6 +179,9 @@ def test_warn_mode_gives_warn_results_and_fixed_workloads_pass(
     document = wait_for(fixed, what="the fixed workloads to pass", timeout=30)
     assert {r["result"] for r in document["results"]} == {"pass"}
     assert not document["wouldDeny"]
+    table = audit(kube, "--namespace", shop)
+    assert table.returncode == 0
+    assert table.stdout.startswith("0 fail, 0 warn, 0 error, 6 pass, 0 skip (3 objects, 1 policies")
 
 
 def test_usage_and_connection_errors_exit_2(kube: Kube, crd: dict[str, Any], tmp_path: Path) -> None:

@@ -135,3 +135,42 @@ def test_namespace_is_the_audited_namespace_not_image_gates_own() -> None:
 def test_an_unreadable_policy_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "--policy", str(tmp_path / "missing.yaml")]) == EXIT_ERROR
     assert "missing.yaml: cannot read" in capsys.readouterr().err
+
+
+def test_the_readmes_roll_out_tables_are_what_the_preview_prints() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Rolling a policy out: Audit → Warn → Enforce\n", 1)[1].split("\n## ", 1)[0]
+    shown = [
+        block.split("\n$ echo $?")[0] for block in section.split("$ image-gate audit --namespace shop-fbe7a8\n")[1:]
+    ]
+    namespace = "shop-fbe7a8"
+
+    def workload(kind: str, name: str, image: str) -> AuditedObject:
+        template = {"spec": {"containers": [{"name": name, "image": image}]}}
+        spec: dict[str, Any] = {"template": template}
+        if kind == "CronJob":
+            spec = {"jobTemplate": {"spec": {"template": template}}}
+        obj = audited_object(kind, {"metadata": {"name": name, "namespace": namespace, "uid": name}, "spec": spec})
+        assert obj is not None
+        return obj
+
+    def table(mode: str, objects: list[AuditedObject]) -> str:
+        spec = {
+            "mode": mode,
+            "match": {"images": ["swr.*.myhuaweicloud.com/**"]},
+            "baseImage": {
+                "allowedOS": [{"name": "Ubuntu", "versions": ["22.04", "24.04"]}],
+                "deniedOS": [{"name": "CentOS"}],
+            },
+        }
+        judged = audit(objects, [compile_policy("approved-base-os", spec)], lambda name: {}, StoredFacts())
+        return Preview.of(judged, objects=len(objects)).table(show_all=False)
+
+    running = [
+        workload("Deployment", "api", UBUNTU),
+        workload("Deployment", "batch", CENTOS),
+        pod("legacy", CENTOS, namespace),
+        workload("CronJob", "report", UBUNTU),
+    ]
+    fixed = [workload("Deployment", "api", UBUNTU), workload("Deployment", "batch", UBUNTU), running[3]]
+    assert shown == [table("Audit", running), table("Warn", running), table("Enforce", fixed)]
