@@ -19,13 +19,15 @@ from image_gate.app.settings import Settings
 from image_gate.core.audit import AuditedObject, audit, audited_object
 from image_gate.core.imagefacts import ImageFacts
 from image_gate.core.images import ImageReference
-from image_gate.core.outcomes import BaseImage, Found
+from image_gate.core.outcomes import BaseImage, Found, NotFound
 from image_gate.core.policy import CompiledPolicy, compile_policy
 
 UBUNTU = "swr.cn-north-4.myhuaweicloud.com/demo/api:1.4.2"
 CENTOS = "swr.cn-north-4.myhuaweicloud.com/demo/legacy-batch:2.3.0"
 UNKNOWN = "swr.cn-north-4.myhuaweicloud.com/demo/new:1.0"
+UNSYNCED = "swr.cn-north-4.myhuaweicloud.com/demo/unsynced:1.0"
 FACTS = {
+    UNSYNCED: ImageFacts(base_image=NotFound("HSS does not list demo/unsynced:1.0: HSS has not synced this image")),
     UBUNTU: ImageFacts(base_image=Found(BaseImage("Ubuntu", "22.04", "sha256:" + "a" * 64))),
     CENTOS: ImageFacts(base_image=Found(BaseImage("CentOS Linux", "7.9.2009", "sha256:" + "c" * 64))),
 }
@@ -38,11 +40,12 @@ class StoredFacts:
         return FACTS.get(str(image))
 
 
-def policy(mode: str) -> CompiledPolicy:
+def policy(mode: str, on_unresolved: str = "Deny") -> CompiledPolicy:
     return compile_policy(
         "approved-base-os",
         {
             "mode": mode,
+            "onUnresolved": on_unresolved,
             "match": {"images": ["swr.*.myhuaweicloud.com/**"]},
             "baseImage": {"allowedOS": [{"name": "Ubuntu", "versions": ["22.04"]}]},
         },
@@ -59,11 +62,12 @@ def pod(name: str, image: str, namespace: str = "shop") -> AuditedObject:
     return obj
 
 
-def preview(mode: str, *images: str) -> Preview:
+def preview(mode: str, *images: str, on_unresolved: str = "Deny") -> Preview:
     objects = [pod(f"p{n}", image) for n, image in enumerate(images)]
     labels: Mapping[str, Mapping[str, str]] = {"shop": {}}
-    judged = audit(objects, [policy(mode)], lambda name: labels.get(name, {}), StoredFacts())
-    return Preview.of(judged, objects=len(objects))
+    policies = [policy(mode, on_unresolved)]
+    judged = audit(objects, policies, lambda name: labels.get(name, {}), StoredFacts())
+    return Preview.of(judged, objects=len(objects), policies=policies)
 
 
 def test_a_failing_container_is_listed_in_the_table_in_the_denials_words_and_would_be_denied() -> None:
@@ -99,6 +103,19 @@ def test_a_fact_not_stored_is_an_error_not_resolved_yet_and_denies_nothing() -> 
         "rule baseImage could not be checked: not resolved yet (the cluster has stored no fact about this image)"
     )
     assert lines[-1].startswith("1 images have facts the cluster has not resolved yet")
+
+
+def test_a_stored_not_found_under_on_unresolved_deny_would_be_denied_as_admission_would() -> None:
+    denying = preview("Enforce", UNSYNCED)
+    (error,) = denying.results
+    assert error.result == "error"
+    assert "HSS has not synced this image" in error.message
+    assert denying.would_deny
+    assert denying.table(show_all=False).splitlines()[-1] == (
+        "1 error results stand on a stored lookup failure or 'not found' under onUnresolved: Deny: "
+        "admission would deny them too"
+    )
+    assert not preview("Enforce", UNSYNCED, on_unresolved="Allow").would_deny
 
 
 def test_json_holds_every_result_with_its_fields_and_the_summary() -> None:

@@ -39,6 +39,8 @@ class ClusterAudit:
     judged: AuditPass
     objects: int
     """Objects judged (Pods and workloads outside the exempt namespaces)."""
+    policies: tuple[CompiledPolicy, ...] = ()
+    """The policies judged."""
     notes: tuple[str, ...] = ()
     """Policies that are not Ready, CRDs that are missing, ..."""
 
@@ -70,7 +72,7 @@ async def judge_cluster(
     ]
     facts = await _facts(api, notes)
     judged = await _judge(settings, objects, policies, labels, facts)
-    return ClusterAudit(judged, objects=len(objects), notes=tuple(notes))
+    return ClusterAudit(judged, objects=len(objects), policies=tuple(policies), notes=tuple(notes))
 
 
 async def _judge(

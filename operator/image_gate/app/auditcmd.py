@@ -12,9 +12,11 @@ is an ``error`` result ("not resolved yet"), not a lookup (``app.auditcluster``
 reads the cluster).
 
 Exit codes: 0 nothing would be denied, 1 something would (a ``fail``, or a
-``warn`` of a Warn-mode policy, which Enforce would deny), 2 a usage,
-configuration or connection error. ``error`` results alone do not make it 1:
-they say what could not be judged yet, and the summary counts them.
+``warn`` of a Warn-mode policy, which Enforce would deny, or an ``error`` that
+stands on a stored lookup failure under ``onUnresolved: Deny``, which admission
+would deny from the same stored answer), 2 a usage, configuration or
+connection error. An image not resolved yet does not make it 1: it could not
+be judged, and the summary says so.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from image_gate.app.policyfiles import PolicyFileError, load_policy_files
 from image_gate.app.settings import Settings, SettingsError, add_run_arguments
 from image_gate.core.audit import AuditPass, AuditResult
 from image_gate.core.images import ImageReference, InvalidImageReference
+from image_gate.core.policy import CompiledPolicy
 
 __all__ = ["EXIT_DENIED", "EXIT_ERROR", "EXIT_NOTHING_DENIED", "add_audit_parser", "audit_command"]
 
@@ -89,7 +92,7 @@ def audit_command(args: argparse.Namespace) -> int:
         read = asyncio.run(audit_cluster(settings, files, namespace=args.audit_namespace))
     except ClusterUnreadable as exc:
         return _error(str(exc))
-    preview = Preview.of(read.judged, objects=read.objects, notes=read.notes)
+    preview = Preview.of(read.judged, objects=read.objects, notes=read.notes, policies=read.policies)
     for note in preview.notes:
         print(f"image-gate: {note}", file=sys.stderr)
     if args.output == "json":
@@ -110,12 +113,27 @@ class Preview:
     """Images whose facts the cluster has not stored (yet): their rules are ``error`` results."""
     notes: tuple[str, ...] = ()
     """What the reader should know besides the results (policies that are not Ready, ...)."""
+    denied_unresolved: int = 0
+    """``error`` results of a stored failure (or "not found") under ``onUnresolved: Deny``: admission would
+    deny them too, from the same stored answer."""
 
     @classmethod
-    def of(cls, judged: AuditPass, *, objects: int, notes: Sequence[str] = ()) -> Preview:
+    def of(
+        cls,
+        judged: AuditPass,
+        *,
+        objects: int,
+        notes: Sequence[str] = (),
+        policies: Sequence[CompiledPolicy] = (),
+    ) -> Preview:
+        """The pass, worded for a preview; ``policies`` (those judged) say which deny what they cannot check."""
         unresolved = {str(image) for image, _, _ in judged.missing}
         results = sorted((_preview_wording(result, unresolved) for result in judged.results), key=_order)
-        return cls(tuple(results), judged.policies, objects, tuple(sorted(unresolved)), tuple(notes))
+        denying = {policy.name for policy in policies if policy.on_unresolved == "Deny"}
+        denied_unresolved = sum(
+            1 for r in results if r.result == "error" and r.policy in denying and _normalized(r.image) not in unresolved
+        )
+        return cls(tuple(results), judged.policies, objects, tuple(sorted(unresolved)), tuple(notes), denied_unresolved)
 
     @property
     def summary(self) -> dict[str, int]:
@@ -124,7 +142,7 @@ class Preview:
 
     @property
     def would_deny(self) -> bool:
-        return any(result.result in WOULD_DENY for result in self.results)
+        return self.denied_unresolved > 0 or any(result.result in WOULD_DENY for result in self.results)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -146,6 +164,11 @@ class Preview:
         counts = ", ".join(f"{count} {kind}" for kind, count in self.summary.items())
         judged = f"{self.objects} objects, {len(self.policies)} policies ({', '.join(self.policies) or 'none'})"
         lines.append(f"{counts} ({judged})")
+        if self.denied_unresolved:
+            lines.append(
+                f"{self.denied_unresolved} error results stand on a stored lookup failure or 'not found' under "
+                "onUnresolved: Deny: admission would deny them too"
+            )
         if self.unresolved:
             lines.append(
                 f"{len(self.unresolved)} images have facts the cluster has not resolved yet (error results): "
