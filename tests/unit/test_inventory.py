@@ -68,11 +68,15 @@ class Hss:
     rows: list[dict[str, Any]] = field(default_factory=list)
     lists: list[ListCall] = field(default_factory=list)
     bases: list[float] = field(default_factory=list)
+    failing: set[str] = field(default_factory=set)
+    """Namespaces whose listing HSS answers with a 500."""
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         params = dict(request.url.params)
         if request.url.path.endswith("/image/registries/images"):
             self.lists.append(ListCall(self.time.now, params))
+            if params.get("namespace") in self.failing:
+                return httpx.Response(500, json={"error_code": "SYS.0500", "error_msg": "Internal server error."})
             found = [
                 r
                 for r in self.rows
@@ -256,6 +260,36 @@ async def test_the_mirror_takes_no_slot_a_waiting_lookup_needs(time: FakeTime, h
     inventory.stop()
     assert isinstance(late.result(), Found)
     assert hss.admission_calls()[-1] < hss.mirror_calls()[0], "the lookup asked first and was served first"
+
+
+async def test_a_namespace_that_fails_takes_its_turn_and_blocks_no_other(
+    time: FakeTime, hss: Hss, client: HssClient
+) -> None:
+    hss.rows = [row("broken", "app", "1"), row("fine", "app", "1")]
+    hss.failing = {"broken"}
+    inventory = mirror(time, client)
+    inventory.start(references=lambda: [f"{HOST}/broken/app:1", f"{HOST}/fine/app:1"], on_new=lambda image: None)
+    await time.advance(3 * WINDOW)
+    inventory.stop()
+    assert sorted(call.params["namespace"] for call in hss.lists) == ["broken", "fine"], "one attempt, no retry"
+    location = MAPPING.hss_location(ref(f"{HOST}/fine/app:1"))
+    assert location is not None
+    assert isinstance(inventory.answer(ref(f"{HOST}/fine/app:1"), location), Found)
+    assert inventory.answer(ref(f"{HOST}/broken/app:1"), location) is None, "HSS is asked, as without the mirror"
+
+
+async def test_past_max_images_no_new_namespace_is_walked(time: FakeTime, hss: Hss, client: HssClient) -> None:
+    hss.rows = [row("first", f"app{n}", "1") for n in range(3)] + [row("second", "app", "1")]
+    inventory = mirror(time, client, max_images=3, rewalk_after=2 * WINDOW)
+    references = [f"{HOST}/first/app0:1"]
+    inventory.start(references=lambda: references, on_new=lambda image: None)
+    await time.advance(1)
+    references.append(f"{HOST}/second/app:1")
+    await time.advance(4 * WINDOW)
+    inventory.stop()
+    walked = [call.params["namespace"] for call in hss.lists]
+    assert set(walked) == {"first"}, "the namespace already held is kept fresh; no new one fits"
+    assert len(walked) >= 2
 
 
 def test_settings_refuse_values_that_cannot_work() -> None:

@@ -30,6 +30,10 @@ walk of the namespace did not (a new tag, or a tag pushed again) are handed to
 ``max_new_per_walk`` a walk. A leader's first walk of a namespace is its
 baseline: nothing is new yet.
 
+A walk that fails (HSS down, throttled) starts again at its namespace's next
+turn, and the other namespaces go on meanwhile. At most ``max_scopes``
+namespaces and ``max_images`` images are held.
+
 The mirror is memory only (a new leader walks again); it runs in the leader
 (`HssInventory.start` / `stop` with the Lease) while every replica's resolver
 may read it.
@@ -159,13 +163,17 @@ class InventorySettings:
     """New images handed to ``on_new`` per walk, so a bulk push cannot take the quota for a day."""
     max_scopes: int = 1_000
     """Namespaces mirrored at most; the rest are looked up per admission as before."""
+    max_images: int = 50_000
+    """Images held at most (a few hundred bytes each): past it, no namespace not mirrored yet is walked."""
 
     def __post_init__(self) -> None:
         for name in ("call_every", "retry_every", "idle_every", "rewalk_after", "found_for", "page_budget"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"InventorySettings.{name} must be positive, not {getattr(self, name)}")
-        if self.not_synced_for < 0 or self.max_pages_per_walk < 1 or self.max_new_per_walk < 0 or self.max_scopes < 1:
-            raise ValueError("InventorySettings: not_synced_for, max_pages_per_walk, max_new_per_walk, max_scopes")
+        if self.not_synced_for < 0 or self.max_new_per_walk < 0:
+            raise ValueError("InventorySettings: not_synced_for and max_new_per_walk must not be negative")
+        if self.max_pages_per_walk < 1 or self.max_scopes < 1 or self.max_images < 1:
+            raise ValueError("InventorySettings: max_pages_per_walk, max_scopes and max_images must be at least 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +246,9 @@ class HssInventory(Generic[R]):
         self._walks: dict[InventoryScope, _Walk[R]] = {}
         """Walks in progress."""
         self._scopes_of: dict[str, InventoryScope | None] = {}
+        self._failed_at: dict[InventoryScope, float] = {}
+        """When a walk last failed: it waits for its turn again, so one failing namespace blocks no other."""
+        self._held = 0
         self._next_call = float("-inf")
         self._task: asyncio.Task[None] | None = None
 
@@ -348,6 +359,8 @@ class HssInventory(Generic[R]):
         if isinstance(outcome, Failure):
             self._observer.inventory_page(outcome=outcome.kind)
             logger.info("the HSS inventory of %s could not be read: %s", _name(scope), outcome.message)
+            del self._walks[scope]
+            self._failed_at[scope] = self._clock()
             return self.settings.call_every
         if not isinstance(outcome, Found):  # HSS says the namespace does not exist: it lists nothing
             self._observer.inventory_page(outcome="not found")
@@ -363,9 +376,11 @@ class HssInventory(Generic[R]):
 
     def _finish(self, scope: InventoryScope, walk: _Walk[R], on_new: Callable[[ImageReference], None]) -> None:
         del self._walks[scope]
+        self._failed_at.pop(scope, None)
         previous = self._listings.get(scope)
         self._listings[scope] = walk
-        self._observer.inventory_images(count=sum(len(listing.rows) for listing in self._listings.values()))
+        self._held = sum(len(listing.rows) for listing in self._listings.values())
+        self._observer.inventory_images(count=self._held)
         if previous is None:
             return  # the baseline: nothing is new to this leader yet
         new = [row for key, (row, _) in walk.rows.items() if _changed(previous.rows.get(key), row)]
@@ -384,9 +399,14 @@ class HssInventory(Generic[R]):
             return next(iter(self._walks))
         due: InventoryScope | None = None
         oldest = now - self.settings.rewalk_after
+        full = self._held >= self.settings.max_images
         for scope in self._scopes(references):
             listing = self._listings.get(scope)
-            started = listing.started_at if listing is not None else float("-inf")
+            if listing is None and full:
+                continue
+            started = max(
+                listing.started_at if listing is not None else float("-inf"), self._failed_at.get(scope, float("-inf"))
+            )
             if started <= oldest:
                 due, oldest = scope, started
         return due
