@@ -6,6 +6,7 @@ image-gates see a cluster without it.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -13,12 +14,13 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.e2e.imagegate import CHART_DIR, Kube
+from tests.e2e.imagegate import CHART_DIR, ImageGate, Kube
 
 __all__ = [
     "REPORT_CRD_FILE",
     "REPORT_CRD_NAME",
     "ReportWatch",
+    "audit_passes",
     "policy_report",
     "report_crd_fixture",
     "results_of",
@@ -88,3 +90,17 @@ class ReportWatch:
 
 def _version(report: Mapping[str, Any] | None) -> str | None:
     return None if report is None else str(report["metadata"].get("resourceVersion"))
+
+
+def audit_passes(gate: ImageGate) -> list[str]:
+    """The messages of the audit passes ``gate`` logged (one line per pass, JSON logs), oldest first."""
+    passes: list[str] = []
+    for line in gate.process.log_path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        message = entry.get("message") if isinstance(entry, dict) else None
+        if isinstance(message, str) and message.startswith("audit pass ("):
+            passes.append(message)
+    return passes

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.audit import ReportWatch, policy_report, results_of
+from tests.e2e.audit import ReportWatch, audit_passes, policy_report, results_of
 from tests.e2e.factstore import FactSharingReplicas
 from tests.e2e.imagegate import (
     CloudSim,
@@ -208,6 +208,37 @@ def test_the_fixed_workload_passes(
     assert results[("Deployment", "legacy", "legacy")]["properties"]["image"] == FIXED
     assert wait_for(lambda: _violations(kube, policy) == 0 or None, what="no violations in status.audit") is True
     print(f"audit: the fixed workload passed {time.monotonic() - started:.1f}s after the fix")
+
+
+def test_only_the_leader_audits_and_a_new_one_rewrites_nothing(
+    kube: Kube, replicas: list[ImageGate], audit_namespace: str, rollout: PolicyFactory
+) -> None:
+    namespace = audit_namespace
+    policy = rollout.names[0]
+    auditing = [gate for gate in replicas if audit_passes(gate)]
+    assert len(auditing) == 1, [audit_passes(gate)[-1:] for gate in replicas]
+    (leader,) = auditing
+    (follower,) = [gate for gate in replicas if gate is not leader]
+    # A timed pass that finds what the last one found writes nothing.
+    quiet = ("audit pass (timer)", "reports 0 written, 0 deleted", "policy status 0 written")
+    wait_for(
+        lambda: any(all(words in line for words in quiet) for line in audit_passes(leader)) or None,
+        what="a timed pass that writes nothing",
+        timeout=40,
+    )
+    report_version = kube.get("policyreports.wgpolicyk8s.io", "image-gate", "-n", namespace)["metadata"]
+    policy_version = kube.get("imagegatepolicy", policy)["metadata"]["resourceVersion"]
+
+    started = time.monotonic()
+    leader.stop()  # SIGTERM: the Lease is released, the follower takes over within a retry period
+    first = wait_for(lambda: (audit_passes(follower) or [None])[0], what="the new leader's first pass", timeout=30)
+    took = time.monotonic() - started
+    assert first.startswith("audit pass (leading)"), first
+    assert "reports 0 written, 0 deleted, 1 unchanged" in first, first
+    assert "policy status 0 written, 1 unchanged" in first, first
+    assert kube.get("policyreports.wgpolicyk8s.io", "image-gate", "-n", namespace)["metadata"] == report_version
+    assert kube.get("imagegatepolicy", policy)["metadata"]["resourceVersion"] == policy_version
+    print(f"audit: the new leader's first pass {took:.1f}s after the old one stopped: {first}")
 
 
 def test_deleting_the_policy_removes_its_results(

@@ -45,6 +45,7 @@ def audit_settings(settings: Settings) -> AuditSettings:
         debounce=settings.audit_debounce,
         reports=settings.policy_reports,
         flavour=settings.report_flavour,
+        exempt_namespaces=settings.exempt_namespaces,
     )
 
 

@@ -37,7 +37,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import kopf
 
@@ -51,6 +51,7 @@ from image_gate.facts.store import Priority
 from image_gate.kube.audit_index import AuditIndexes
 from image_gate.kube.audit_reports import REPORT_KINDS, ReportWriter, SyncCounts, served
 from image_gate.kube.audit_status import STATUS_REFRESH, PolicyStatusWriter, StatusCounts
+from image_gate.kube.audit_triggers import PassTriggers
 from image_gate.kube.controller import POLICY_RESOURCE
 from image_gate.kube.kubeapi import KubeApi
 
@@ -59,8 +60,6 @@ __all__ = ["AuditSettings", "Auditor", "FlavourSetting", "PassSummary", "Running
 logger = logging.getLogger(__name__)
 
 FlavourSetting = Literal["auto", "wgpolicy", "openreports"]
-_UNSEEN: Final = object()
-_MAX_TRACKED_FACTS: Final = 200_000
 
 
 class RunningFacts(KnownFacts, Protocol):
@@ -83,6 +82,8 @@ class AuditSettings:
     """Objects judged between two turns of the event loop."""
     status_refresh: float = STATUS_REFRESH
     """A policy's unchanged ``status.audit`` gets a new ``lastPass`` after this many seconds."""
+    exempt_namespaces: frozenset[str] = frozenset()
+    """Namespaces the webhook never judges (image-gate's own among them): the audit does not judge them either."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,13 +130,7 @@ class Auditor:
         self._first_seen = FirstSeen()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._due: float | None = None
-        self._due_reason = ""
-        self._generations: dict[str, object] = {}
-        self._used: frozenset[str] = frozenset()
-        """The normalised references of the images the last pass judged: their facts' changes start a pass."""
-        self._outcomes: dict[str, object] = {}
-        """Each ImageFact's last outcome seen (None: not answered yet), to tell a change from a mere write."""
+        self.triggers = PassTriggers(debounce=settings.debounce, clock=clock, on_due=self._wake.set)
         self.last: PassSummary | None = None
 
     # -- leadership
@@ -167,54 +162,31 @@ class Auditor:
 
     # -- triggers
 
-    def poke(self, reason: str) -> None:
-        """Run a pass ``debounce`` seconds from now, unless one is due sooner."""
-        if self._due is not None:
-            return
-        self._due = self._clock() + self.settings.debounce
-        self._due_reason = reason
-        self._wake.set()
-
     def policy_event(self, event: str | None, name: str, generation: object) -> None:
-        if event == "DELETED":
-            self._generations.pop(name, None)
-            self.poke(f"policy {name} deleted")
-            return
-        if self._generations.get(name, _UNSEEN) != generation:
-            self._generations[name] = generation
-            self.poke(f"policy {name} generation {generation}")
+        """A policy the watch delivered (see `PassTriggers.policy`)."""
+        self.triggers.policy(event, name, generation)
 
     def fact_event(self, stored: StoredFact) -> None:
-        """A fact the watch delivered: a pass follows when its outcome changed and the last pass used it."""
-        record = stored.record
-        outcome = record.outcome if record is not None else None
-        previous = self._outcomes.get(stored.name, _UNSEEN)
-        if len(self._outcomes) >= _MAX_TRACKED_FACTS and previous is _UNSEEN:
-            self._outcomes.clear()
-        self._outcomes[stored.name] = outcome
-        if previous is _UNSEEN and outcome is None:
-            return  # just asked for: its answer is the change that matters
-        if previous != outcome and stored.reference in self._used:
-            self.poke(f"fact {stored.name} changed")
+        """An ImageFact the watch delivered (see `PassTriggers.fact`)."""
+        self.triggers.fact(stored)
 
     # -- the passes
 
     async def _lead(self) -> None:
         while not self._indexes.attached:  # a replica that leads from its start: until kopf filled the indexes
             await self._sleep(0.5)
-        self._due = None
+        triggers = self.triggers
+        triggers.clear()
         next_timed = self._clock()
         reason = "leading"
         while True:
             now = self._clock()
-            due = next_timed if self._due is None else min(next_timed, self._due)
+            due = next_timed if triggers.due is None else min(next_timed, triggers.due)
             if now < due:
                 self._wake.clear()
                 await self._wait(due - now)
                 continue
-            if self._due is not None and self._due <= now:
-                reason = self._due_reason
-            self._due = None
+            reason = triggers.take() or reason
             try:
                 await self.run_pass(reason)
             except asyncio.CancelledError:
@@ -236,7 +208,8 @@ class Auditor:
     async def run_pass(self, reason: str = "asked") -> PassSummary:
         """One pass: judge, ask for what is missing, write what changed."""
         started, cpu = self._clock(), time.process_time()
-        objects = self._indexes.objects()
+        exempt = self.settings.exempt_namespaces
+        objects = [obj for obj in self._indexes.objects() if obj.namespace not in exempt]
         policies = self._indexes.policies()
         results: list[AuditResult] = []
         missing: set[tuple[ImageReference, bool, bool]] = set()
@@ -248,7 +221,7 @@ class Auditor:
             await asyncio.sleep(0)  # reviews waiting on this replica get their turn
         for image, base_image, digest in missing:
             self._facts.prefetch(image, base_image=base_image, digest=digest, priority="running")
-        self._used = _references(results)
+        self.triggers.judged(_references(results))
         at = self._wall()
         self._first_seen.update(results, at=at)
         report_counts = await self._write_reports(results)
