@@ -38,11 +38,10 @@ import asyncio
 import enum
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Literal, Protocol, TypeAlias, TypeVar
-
-from cachetools import LRUCache
 
 from image_gate.core.clock import Clock, Deadline, Sleep, monotonic, sleep
 from image_gate.core.outcomes import Failure, Found, LookupFailed, Outcome, TimedOut, Unavailable
@@ -143,17 +142,38 @@ class _Entry(Generic[T]):
     """``math.inf`` for facts that never expire."""
 
 
-class _LRU(LRUCache[K, _Entry[T]]):
-    """An `LRUCache` that reports evictions (``popitem`` is what cachetools calls to make room)."""
+class _LRU(Generic[K, T]):
+    """The entries, least recently used first, and at most ``maxsize`` of them.
+
+    One `OrderedDict` (a hit moves its key to the end; room is made at the front) instead of
+    cachetools' `LRUCache`, which keeps three tables per cache (the entries, their sizes and
+    their order): about a fifth less memory per entry, and the leader may hold tens of thousands.
+    """
+
+    __slots__ = ("_items", "_on_evict", "maxsize")
 
     def __init__(self, maxsize: int, on_evict: Callable[[], None]) -> None:
-        super().__init__(maxsize)
+        self.maxsize = maxsize
+        self._items: OrderedDict[K, _Entry[T]] = OrderedDict()
         self._on_evict = on_evict
 
-    def popitem(self) -> tuple[K, _Entry[T]]:
-        item = super().popitem()
-        self._on_evict()
-        return item
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: K) -> _Entry[T] | None:
+        """The entry, now the most recently used one; None if there is none."""
+        entry = self._items.get(key)
+        if entry is not None:
+            self._items.move_to_end(key)
+        return entry
+
+    def __setitem__(self, key: K, entry: _Entry[T]) -> None:
+        items = self._items
+        items[key] = entry
+        items.move_to_end(key)
+        while len(items) > self.maxsize:
+            items.popitem(last=False)
+            self._on_evict()
 
 
 class OutcomeCache(Generic[K, T]):
@@ -216,7 +236,7 @@ class OutcomeCache(Generic[K, T]):
 
     @property
     def maxsize(self) -> int:
-        return int(self._entries.maxsize)
+        return self._entries.maxsize
 
     @property
     def in_flight(self) -> int:
