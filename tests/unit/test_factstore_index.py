@@ -8,6 +8,7 @@ from typing import Any
 
 import kopf
 from kopf._cogs.structs import ephemera, references
+from kopf._cogs.structs.ids import HandlerId
 from kopf._core.actions import lifecycles
 from kopf._core.engines import indexing
 from kopf._core.reactor import processing
@@ -93,7 +94,8 @@ async def test_the_store_answers_every_listed_fact_once_the_listing_is_indexed()
         await replica.deliver(IMAGEFACTS, None, fact(n))
     await replica.listing_done()
     stored = replica.store.lookup(key(1).name)
-    assert stored is not None and stored.record is not None
+    assert stored is not None
+    assert stored.record is not None
     assert stored.record.outcome == Found(BaseImage("Debian GNU/Linux", "12", "sha256:" + "a" * 64), "req-1")
     assert stored.reference == key(1).image.normalized
     assert replica.store.count() == 3
@@ -106,7 +108,9 @@ async def test_a_modified_fact_replaces_the_old_one_and_a_deleted_one_goes() -> 
     await replica.deliver(IMAGEFACTS, "ADDED", fact(0))
     await replica.deliver(IMAGEFACTS, "MODIFIED", fact(0, version=2, os_version="13"))
     stored = replica.store.lookup(key(0).name)
-    assert stored is not None and stored.record is not None and stored.resource_version == "2"
+    assert stored is not None
+    assert stored.record is not None
+    assert stored.resource_version == "2"
     assert stored.record.outcome.value.os_version == "13"  # type: ignore[union-attr]
     await replica.deliver(IMAGEFACTS, "DELETED", fact(0, version=3))
     assert replica.store.lookup(key(0).name) is None
@@ -131,6 +135,6 @@ async def test_kopf_keeps_no_index_entry_and_no_memory_per_imagefact() -> None:
         await replica.deliver(IMAGEFACTS, None, fact(n))
     await replica.listing_done()
     assert replica.store.count() == 50
-    assert len(replica.indexers[FACTS_INDEX].index) == 0
+    assert len(replica.indexers[HandlerId(FACTS_INDEX)].index) == 0
     kept = list(replica.memories.iter_all_memories())
     assert len(kept) == 1  # the namespace's: watched objects other than ImageFacts keep theirs
