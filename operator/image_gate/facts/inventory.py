@@ -9,7 +9,9 @@ by page (200 images a page, HSS's largest) into memory, and the resolver asks
 the mirror first (`MirroredHss`):
 
 * the image is listed, on a page read less than ``found_for`` ago (the tag
-  TTL: a tag can be pushed again): its row is the answer, no call;
+  TTL: a tag can be pushed again): its row is the answer, no call (so a tag
+  pushed again reaches a stored fact up to ``found_for`` later than a list
+  call would have seen it; HSS's own sync of the registry lags more);
 * the image is not in the namespace's last complete walk, which ended less
   than ``not_synced_for`` ago and took no longer than that itself (so no page
   of it is older than twice that): "HSS has not synced this image", no call;
