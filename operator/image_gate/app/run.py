@@ -120,7 +120,7 @@ async def run_operator(settings: Settings) -> None:
         admission = Admission(facts, deadline=settings.deadline)
         # Past capacity, what cannot be answered in time is refused at once; reviews waiting for facts
         # use no CPU and are not counted in the queue.
-        server.shedder = LoadShedder(default_budget=settings.deadline, waiting=lambda: admission.waiting)
+        server.shedder = LoadShedder(default_budget=settings.deadline, lookups=admission)
         server.on_shed = metrics.review_shed
         namespaces_api = KubeApi(timeout=5.0)  # a GET that outlasts a review's wait still serves the next one
         webhook = WebhookApp(

@@ -131,6 +131,8 @@ class Admission:
         self._plans = plans if plans is not None else PlanCache()
         self.waiting = 0
         """Reviews now waiting for lookups (a cloud, the leader): in flight, but not using the CPU."""
+        self.waited = 0
+        """Reviews that waited for lookups, so far (`image_gate.kube.overload` times only reviews that did not)."""
 
     async def review(self, subject: Subject, policies: Sequence[CompiledPolicy]) -> Review:
         started = self._clock()
@@ -191,6 +193,7 @@ class Admission:
         else:
             others = [asyncio.ensure_future(look_up()) for _ in range(min(CONCURRENT_LOOKUPS, len(wanted)) - 1)]
             self.waiting += 1
+            self.waited += 1
             try:
                 await self._finish_by_deadline([first, *others], deadline)
             finally:

@@ -9,19 +9,26 @@ spent for nothing. `LoadShedder` refuses such a review as it arrives instead (th
 server answers HTTP 429 with the reason): the API server applies failurePolicy at
 once, and the reviews already admitted keep the CPU and finish in time.
 
-The estimate is the queue ahead of a new review times what one review costs:
+The estimate is the queue ahead of a new review times what one review takes:
 
 * the queue: reviews in flight, less those waiting for a cloud or the leader
-  (``waiting``: a cold lookup uses no CPU while it waits, and is never cut short:
-  it fills the cache for the retries);
-* the cost: CPU seconds of this thread per finished review, measured over the
-  last few dozen reviews (TLS, kopf and the refusals included: what it takes to
-  empty the queue by one).
+  (`Lookups.waiting`: a cold lookup uses no CPU while it waits, and is never cut
+  short: it fills the cache for the retries);
+* what one review takes: the CPU seconds of this thread per finished review (TLS,
+  kopf and the refusals included: what it takes to empty the queue by one), times
+  the slowdown, wall seconds per CPU second of this thread while it is busy (the
+  cores are shared with other processes). Both are measured over each review that
+  had the process to itself, and under load over windows of a quarter of a second
+  or more in which the queue turned over and did not grow: reviews in flight share
+  the CPU and finish together, so a window that ends while a burst is still in
+  flight would charge all its CPU to the few that finished. Wall time is only
+  measured where no review waited for a lookup.
 
 A review is refused when that wait exceeds ``share`` of its budget: the API
-server's ``timeout`` for it (sent in the URL) or the configured deadline. Half by
-default: the CPU is shared with other processes, so the wait can be longer than
-the CPU estimate, and the review still needs its own time after the wait.
+server's ``timeout`` for it (sent in the URL) or the configured deadline. 40 % by
+default: a burst costs more per review than a review alone (measured: up to
+twice, with the garbage collector walking every review in flight), the refusals
+themselves take CPU, and the review still needs its own time after the wait.
 Only reviews are ever refused at the door; nothing admitted is cancelled.
 """
 
@@ -29,43 +36,69 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from image_gate.core.clock import Clock, monotonic
 
-__all__ = ["LoadShedder", "parse_timeout"]
+__all__ = ["LoadShedder", "Lookups", "parse_timeout"]
 
-_SAMPLE_REVIEWS = 32
-"""Finished reviews per measurement of the cost of one."""
-_SAMPLE_SECONDS = 1.0
-"""A measurement spanning more than this is dropped: at a trickle, the CPU of the watches and the
-idle loop would be charged to the few reviews, and then the cost matters little anyway."""
+_SAMPLE_REVIEWS = 8
+"""Finished reviews, at least, per measurement under load."""
+_SAMPLE_SECONDS = (0.25, 2.0)
+"""How long a measurement under load spans: shorter ones are noise; longer ones are dropped (at a
+trickle, the CPU of the watches would be charged to the few reviews; the reviews alone tell then)."""
 _SMOOTHING = 0.3
-"""Weight of the newest measurement in the running estimate."""
+"""Weight of the newest measurement in the running estimates."""
+_MOST_SLOWDOWN = 4.0
+"""A review alone that waited for something other than a lookup (a namespace's labels) is not the CPU's fault."""
+
+
+class Lookups(Protocol):
+    """How many reviews wait for facts now, and have so far: `image_gate.core.admission.Admission`."""
+
+    @property
+    def waiting(self) -> int: ...
+
+    @property
+    def waited(self) -> int: ...
+
+
+@dataclass
+class NoLookups:
+    waiting: int = 0
+    waited: int = 0
 
 
 @dataclass(kw_only=True, eq=False)
 class LoadShedder:
-    """Counts the reviews in flight, measures what one costs, and says which new ones to refuse."""
+    """Counts the reviews in flight, measures what one takes, and says which new ones to refuse."""
 
     default_budget: float
     """Seconds a review may take when the request names no ``timeout``: the configured deadline."""
-    waiting: Callable[[], int] = lambda: 0
-    """Reviews in flight that wait for facts (I/O, not CPU): `image_gate.core.admission.Admission.waiting`."""
-    share: float = 0.5
+    lookups: Lookups = field(default_factory=NoLookups)
+    share: float = 0.4
     cpu_clock: Clock = time.thread_time
     clock: Clock = monotonic
     in_flight: int = field(default=0, init=False)
-    seconds_per_review: float = field(default=0.0, init=False)
+    cpu_per_review: float = field(default=0.0, init=False)
     """CPU seconds per finished review, smoothed; 0 until measured (nothing is refused before)."""
+    slowdown: float = field(default=1.0, init=False)
+    """Wall seconds per CPU second of this thread while busy, smoothed; 1 until measured."""
     _finished: int = field(default=0, init=False)
-    _mark_cpu: float = field(default=0.0, init=False)
-    _mark_wall: float = field(default=0.0, init=False)
+    _mark: tuple[float, float, int, int] = field(default=(0.0, -1e9, 0, 0), init=False)
+    """Where the measurement under load started: CPU clock, clock, reviews in flight, `Lookups.waited`."""
+    _went_idle: bool = field(default=False, init=False)
+    _alone_since: tuple[float, float, int] | None = field(default=None, init=False)
+    """CPU clock, clock and `Lookups.waited` when the review now in flight started alone; None once others came."""
+
+    @property
+    def seconds_per_review(self) -> float:
+        return self.cpu_per_review * self.slowdown
 
     def refusal(self, budget: float | None) -> str | None:
         """Why a review arriving now would be answered too late; None when it is admitted."""
-        queue = self.in_flight - self.waiting()
+        queue = self.in_flight - self.lookups.waiting
         wait = queue * self.seconds_per_review
         allowed = (budget if budget is not None else self.default_budget) * self.share
         if wait <= allowed:
@@ -77,28 +110,54 @@ class LoadShedder:
         )
 
     def started(self) -> None:
-        if not self.in_flight and self.clock() - self._mark_wall > _SAMPLE_SECONDS:
-            # Busy again after a pause: measure from here, not over the idle time and its background work.
-            self._finished, self._mark_cpu, self._mark_wall = 0, self.cpu_clock(), self.clock()
+        if self.in_flight:
+            self._alone_since = None
+        else:
+            cpu, wall = self.cpu_clock(), self.clock()
+            self._alone_since = (cpu, wall, self.lookups.waited)
+            if wall - self._mark[1] > _SAMPLE_SECONDS[1]:
+                # Busy again after a pause: measure from here, not over the idle time and its background work.
+                self._start_window(cpu, wall)
         self.in_flight += 1
 
     def finished(self) -> None:
         self.in_flight -= 1
         self._finished += 1
-        if self._finished < _SAMPLE_REVIEWS:
-            return
-        cpu, wall = self.cpu_clock(), self.clock()
-        if wall - self._mark_wall <= _SAMPLE_SECONDS:
-            measured = (cpu - self._mark_cpu) / self._finished
-            self.seconds_per_review = (
-                measured
-                if not self.seconds_per_review
-                else (1 - _SMOOTHING) * self.seconds_per_review + _SMOOTHING * measured
-            )
-        self._finished, self._mark_cpu, self._mark_wall = 0, cpu, wall
+        if not self.in_flight:
+            self._went_idle = True
+            if self._alone_since is not None:
+                self._measured(self._alone_since, reviews=1)
+                self._alone_since = None
+        cpu_mark, wall_mark, in_flight_mark, _ = self._mark
+        if self._finished < max(_SAMPLE_REVIEWS, in_flight_mark):
+            return  # not every review in flight at the start has finished yet
+        wall = self.clock()
+        span = wall - wall_mark
+        if span > _SAMPLE_SECONDS[1]:
+            self._start_window(self.cpu_clock(), wall)
+        elif span >= _SAMPLE_SECONDS[0] and self.in_flight <= 2 * in_flight_mark + _SAMPLE_REVIEWS:
+            busy = not self._went_idle
+            self._measured((cpu_mark, wall_mark, self._mark[3]), reviews=self._finished, busy=busy)
+            self._start_window(self.cpu_clock(), wall)
+
+    def _start_window(self, cpu: float, wall: float) -> None:
+        self._finished, self._went_idle = 0, False
+        self._mark = (cpu, wall, self.in_flight, self.lookups.waited)
+
+    def _measured(self, since: tuple[float, float, int], *, reviews: int, busy: bool = True) -> None:
+        cpu_since, wall_since, waited_since = since
+        cpu = self.cpu_clock() - cpu_since
+        self.cpu_per_review = _smoothed(self.cpu_per_review, cpu / reviews)
+        if busy and cpu > 0 and self.lookups.waited == waited_since:
+            slowdown = min(_MOST_SLOWDOWN, max(1.0, (self.clock() - wall_since) / cpu))
+            self.slowdown = _smoothed(self.slowdown, slowdown)
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|m|s|ms|us|µs|ns)")
+def _smoothed(estimate: float, measured: float) -> float:
+    return measured if not estimate else (1 - _SMOOTHING) * estimate + _SMOOTHING * measured
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|us|µs|ns|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 
 
