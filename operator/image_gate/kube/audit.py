@@ -53,7 +53,7 @@ from image_gate.kube.audit_reports import REPORT_KINDS, ReportWriter, SyncCounts
 from image_gate.kube.audit_status import STATUS_REFRESH, PolicyStatusWriter, StatusCounts
 from image_gate.kube.audit_triggers import PassTriggers
 from image_gate.kube.controller import POLICY_RESOURCE
-from image_gate.kube.kubeapi import KubeApi
+from image_gate.kube.kubeapi import ApiError, KubeApi
 
 __all__ = ["AuditSettings", "Auditor", "FlavourSetting", "PassSummary", "RunningFacts", "register_audit_triggers"]
 
@@ -224,8 +224,18 @@ class Auditor:
         self.triggers.judged(_references(results))
         at = self._wall()
         self._first_seen.update(results, at=at)
-        report_counts = await self._write_reports(results)
-        statuses = await self._status.write(_statuses(results, policies, at=at))
+        try:
+            report_counts = await self._write_reports(results)
+        except ApiError as exc:  # our reports could not even be listed: read them again next time
+            logger.warning("the policy reports were not written: %s", exc)
+            self._reports = None
+            report_counts = None
+        try:
+            statuses = await self._status.write(_statuses(results, policies, at=at))
+        except ApiError as exc:
+            logger.warning("the policies' status.audit was not written: %s", exc)
+            self._status.forget()
+            statuses = StatusCounts(failed=len(policies))
         summary = PassSummary(
             reason=reason,
             objects=len(objects),
