@@ -319,7 +319,7 @@ def _statuses(
 
 def _describe(counts: SyncCounts | None) -> str:
     if counts is None:
-        return "off"
+        return "not written"  # off, or no report CRD served (said once), or they could not be listed (said)
     return f"{counts.written} written, {counts.deleted} deleted, {counts.unchanged} unchanged, {counts.failed} failed"
 
 
