@@ -9,16 +9,25 @@ Starts, on this machine's cores:
 * a no-op aiohttp HTTPS webhook and a no-op kopf webhook (``bench.noop_webhooks``);
 
 then drives each with vegeta (Go; ``bash harness/build.sh`` builds it), keep-alive TLS, the same
-3-container Pod AdmissionReview: open loop at 300, 600 and 1,000 reviews/s, and saturated (a fixed
-number of connections, each sending its next review at once). The three targets take turns at each
-level, so the machine's load falls on all of them alike. Prints, per run, p50 / p99 / max latency,
-the rate delivered (HTTP 200s per second), errors and answers later than the webhook's 5 s timeout;
-then the ratios to the kopf no-op, image-gate's CPU per review (reviews per second per core), its
-log lines per review, and RSS: each server after the load, and a process holding 100,000 facts
-(``bench.fact_memory``).
+3-container Pod AdmissionReview posted to ``/pods?timeout=5s`` (the API server adds the webhook's
+``timeoutSeconds`` so): open loop at 300, 600 and 1,000 reviews/s (up to 250 connections, as an API
+server opens them: 1,000 reviews/s are held back only if answers take longer than 0.25 s), and
+saturated (a fixed number of connections, each sending its next review at once). The three targets
+take turns at each level, so the machine's load falls on all of them alike. Then image-gate alone
+at three times the rate it delivered saturated, open loop, with a 1 s timeout (`OVERLOAD_TIMEOUT`
+says why): past capacity it refuses at once (HTTP 429) what it could not answer in time.
 
-Run from the repository root: ``python -m bench.bench_load [--quick]`` (about 3 minutes; ``--quick``
-about 30 s of load). Not a test: it prints figures, and they move with the machine's load.
+Prints, per run, p50 / p99 / max latency, the rate delivered (HTTP 200s per second), errors and
+answers later than the timeout; then the ratios to the kopf no-op (throughput, and CPU per review,
+which moves less with the machine's load), image-gate's CPU per review (reviews per second per core:
+the figure for the chart's HorizontalPodAutoscaler), the overload run (refused, the latest answer
+against the timeout), its log lines per review, and RSS: each server after the load, and a process
+holding 100,000 facts (``bench.fact_memory``).
+
+Run from the repository root: ``python -m bench.bench_load [--quick]`` (about 4 minutes; ``--quick``
+about 40 s of load). Not a test: it prints figures, and they move with the machine's load (other
+processes on the same cores): judge by the ratios of one run, and run again when the load average
+printed at the start is high.
 """
 
 from __future__ import annotations
@@ -59,6 +68,13 @@ POD_IMAGES = (
 WEBHOOK_TIMEOUT = 5.0
 """The chart's ``webhook.timeoutSeconds``: an answer later than this never reaches the API server."""
 REVIEW_LOGGER = "image_gate.admission"
+OVERLOAD = "3x capacity"
+OVERLOAD_TIMEOUT = 1.0
+"""The webhook's timeout in the overload run (Kubernetes' least). Over HTTP/1.1 a connection carries one
+review at a time, so the queue is at most the connections: ``--overload-connections`` (500 by default,
+about what two or three API servers hold in flight: 200 mutating requests each by default) of this Pod
+is about half a second of work, past what a review may wait of 1 s, but within 5 s however far past
+capacity the offer goes. A short timeoutSeconds, larger pods or more API servers do the same."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +165,7 @@ def servers(
             ),
         ):
             process = start(command, server_env, work / f"{name.replace(' ', '-')}.log")
-            started.append(Server(name, process, f"https://127.0.0.1:{port}/pods"))
+            started.append(Server(name, process, f"https://127.0.0.1:{port}/pods?timeout={WEBHOOK_TIMEOUT:g}s"))
         context = ssl.create_default_context(cafile=str(pki.ca_file))
         with httpx.Client(verify=context, timeout=10) as client:
             for server in started:
@@ -191,11 +207,17 @@ class Run:
     target: str
     result: Result
     cpu: float
-    """image-gate's CPU seconds during the run (0 for the references)."""
+    """The target's CPU seconds during the run."""
 
 
 def drive(
-    servers: list[Server], ca_file: Path, work: Path, duration: float, workers: int, connections: int
+    servers: list[Server],
+    ca_file: Path,
+    work: Path,
+    duration: float,
+    workers: int,
+    connections: int,
+    overload_connections: int,
 ) -> list[Run]:
     body = json.dumps(admission_review()).encode()
     levels: list[tuple[str, int | None]] = [("300 rps", 300), ("600 rps", 600), ("1,000 rps", 1000)]
@@ -218,17 +240,35 @@ def drive(
             runs.append(Run(level, server.name, result, cpu_seconds(server.process.pid) - before))
             print(f"  {level:<22} {server.name:<14} {summary(result, rate, duration)}", flush=True)
             time.sleep(1)  # let a queue left by the last run drain before the next target's
+    gate = servers[-1]
+    capacity = next(run.result.delivered for run in runs if run.level == levels[-1][0] and run.target == gate.name)
+    rate = max(1, round(3 * capacity))
+    level = f"{OVERLOAD} ({rate:,} rps)"
+    before = cpu_seconds(gate.process.pid)
+    result = attack(
+        gate.url.replace(f"timeout={WEBHOOK_TIMEOUT:g}s", f"timeout={OVERLOAD_TIMEOUT:g}s"),
+        body,
+        ca_file=ca_file,
+        work=work,
+        duration=duration,
+        rate=rate,
+        workers=workers,
+        connections=overload_connections,
+        deadline=OVERLOAD_TIMEOUT,
+    )
+    runs.append(Run(OVERLOAD, gate.name, result, cpu_seconds(gate.process.pid) - before))
+    print(f"  {level:<22} {gate.name:<14} {summary(result, rate, duration, OVERLOAD_TIMEOUT)}", flush=True)
     return runs
 
 
-def summary(result: Result, rate: int | None, duration: float) -> str:
+def summary(result: Result, rate: int | None, duration: float, timeout: float = WEBHOOK_TIMEOUT) -> str:
     errors = ", ".join(f"{count} {reason[-60:]}" for reason, count in sorted(result.errors.items())) or "none"
     sent = f"sent {result.sent:,}" + (f" of {rate * duration:,.0f}" if rate else "")
     return (
         f"{sent:<17} "
         f"p50 {result.percentile(0.5) * 1000:8.1f} ms  p99 {result.percentile(0.99) * 1000:8.1f} ms  "
         f"max {max(result.latencies, default=0) * 1000:8.1f} ms  delivered {result.delivered:7,.0f}/s  "
-        f"late (>{WEBHOOK_TIMEOUT:g}s) {result.late}  errors: {errors}"
+        f"late (>{timeout:g}s) {result.late}  errors: {errors}"
     )
 
 
@@ -249,9 +289,18 @@ def ratios(runs: list[Run], workers: int, duration: float) -> None:
     )
     gate1000 = by[("1,000 rps", "image-gate")].result
     print(
-        f"  1,000 rps: image-gate answered {gate1000.ok:,} of {gate1000.sent:,} sent ({duration * 1000:,.0f} offered; "
-        f"the rest waited for a free connection), {gate1000.late} later than {WEBHOOK_TIMEOUT:g} s "
+        f"  1,000 rps: image-gate answered {gate1000.ok:,} of {gate1000.sent:,} sent ({duration * 1000:,.0f} offered), "
+        f"{gate1000.late} later than {WEBHOOK_TIMEOUT:g} s, slowest {gate1000.slowest_ok:.2f} s "
         "[all answered, none late]"
+    )
+    per_review = {
+        target: by[(saturated, target)].cpu / max(by[(saturated, target)].result.ok, 1)
+        for target in ("aiohttp no-op", "kopf no-op", "image-gate")
+    }
+    print(
+        "  CPU per review, saturated: "
+        + ", ".join(f"{target} {seconds * 1e6:,.0f} us" for target, seconds in per_review.items())
+        + f"; kopf no-op / image-gate: {per_review['kopf no-op'] / per_review['image-gate']:.0%} [>= 80%]"
     )
     cpu = by[(saturated, "image-gate")].cpu
     if cpu:
@@ -259,6 +308,13 @@ def ratios(runs: list[Run], workers: int, duration: float) -> None:
             f"  image-gate CPU, saturated: {cpu / max(gate.ok, 1) * 1000:.2f} ms per review = "
             f"{gate.ok / cpu:,.0f} reviews/s per core (TLS, kopf, evaluation, logging)"
         )
+    over = by[(OVERLOAD, "image-gate")].result
+    print(
+        f"  3x capacity: {over.sent:,} sent, {over.ok:,} answered ({over.delivered:,.0f}/s), {over.refused:,} refused "
+        f"at once (HTTP 429; slowest refusal {over.slowest_refused * 1000:,.0f} ms); slowest answer "
+        f"{over.slowest_ok:.2f} s, slowest of all {max(over.latencies, default=0):.2f} s, against the "
+        f"{OVERLOAD_TIMEOUT:g} s timeout of this run: {over.late} late [none late]"
+    )
 
 
 def log_summary(lines: list[str]) -> str:
@@ -281,7 +337,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, help="seconds per attack (default 6, --quick 2)")
     parser.add_argument("--workers", type=int, default=16, help="connections when saturated (default 16)")
     parser.add_argument(
-        "--connections", type=int, default=100, help="most connections in the open-loop runs (default 100)"
+        "--connections", type=int, default=250, help="most connections in the open-loop runs (default 250)"
+    )
+    parser.add_argument(
+        "--overload-connections", type=int, default=500, help="most connections at 3x capacity (default 500)"
     )
     parser.add_argument("--facts", type=int, help="facts held for the memory figure (default 100,000)")
     args = parser.parse_args()
@@ -312,7 +371,7 @@ def main() -> None:
         log = work / "image-gate.log"
         logged_before = len(log.read_text(errors="replace").splitlines())
         rss_idle = {server.name: rss_mib(server.process.pid) for server in started}
-        runs = drive(started, pki.ca_file, work, duration, args.workers, args.connections)
+        runs = drive(started, pki.ca_file, work, duration, args.workers, args.connections, args.overload_connections)
         logged = log.read_text(errors="replace").splitlines()[logged_before:]
         ratios(runs, args.workers, duration)
         print(f"image-gate's log at INFO during the load: {log_summary(logged)}")

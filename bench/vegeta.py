@@ -48,6 +48,11 @@ class Result:
     """From the first request sent to the last answer received."""
     late: int
     """Answered (or given up on) after ``deadline`` seconds: the API server would have applied failurePolicy."""
+    slowest_ok: float = 0.0
+    """The latest HTTP 200, in seconds."""
+    refused: int = 0
+    """Answered HTTP 429 or 503: refused at once past capacity (counted in ``errors`` too)."""
+    slowest_refused: float = 0.0
 
     def percentile(self, fraction: float) -> float:
         ordered = sorted(self.latencies)
@@ -85,8 +90,9 @@ def attack(
     results = work / "results.bin"
     # Open loop: new workers (each its own connection) while the ones open are busy, up to
     # ``connections``; past that the offer waits, and `Result.sent` falls short of rate x duration.
-    # Without a cap, one slow second on a loaded machine opens hundreds of connections whose TLS
-    # handshakes cost more than the reviews, and every server, even the aiohttp no-op, collapses.
+    # API servers hold many connections to a webhook, so the cap is high (250 and 500 in bench_load); each
+    # new one costs the server a TLS handshake, and a thousand at once cost more than the reviews: on a
+    # loaded machine every server, even the aiohttp no-op, then answers a second late or more.
     # Saturated: exactly ``workers`` connections, each sending its next review at once.
     if rate:
         pace = [f"-rate={rate}/1s", f"-workers={workers}", f"-max-workers={connections}"]
@@ -118,7 +124,8 @@ def _read(encoded: str, deadline: float) -> Result:
     # Columns: timestamp (ns), status code, latency (ns), bytes out, bytes in, error, body, attack, seq, ...
     latencies: list[float] = []
     errors: dict[str, int] = {}
-    ok = late = 0
+    ok = late = refused = 0
+    slowest_ok = slowest_refused = 0.0
     first = last = None
     for row in csv.reader(io.StringIO(encoded)):
         started, code, latency = int(row[0]) / 1e9, int(row[1]), int(row[2]) / 1e9
@@ -128,8 +135,22 @@ def _read(encoded: str, deadline: float) -> Result:
         late += latency > deadline
         if code == 200:
             ok += 1
+            slowest_ok = max(slowest_ok, latency)
         else:
+            if code in (429, 503):
+                refused += 1
+                slowest_refused = max(slowest_refused, latency)
             reason = " ".join(_ADDRESSES.sub("", row[5]).split()).removeprefix("Post : ") or f"HTTP {code}"
             errors[reason] = errors.get(reason, 0) + 1
     wall = (last - first) if first is not None and last is not None else 0.0
-    return Result(sent=len(latencies), ok=ok, errors=errors, latencies=latencies, wall=wall, late=late)
+    return Result(
+        sent=len(latencies),
+        ok=ok,
+        errors=errors,
+        latencies=latencies,
+        wall=wall,
+        late=late,
+        slowest_ok=slowest_ok,
+        refused=refused,
+        slowest_refused=slowest_refused,
+    )
