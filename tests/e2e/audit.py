@@ -6,6 +6,7 @@ image-gates see a cluster without it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -21,6 +22,7 @@ __all__ = [
     "REPORT_CRD_NAME",
     "ReportWatch",
     "audit_passes",
+    "openreports_crd",
     "policy_report",
     "report_crd_fixture",
     "results_of",
@@ -42,6 +44,39 @@ def report_crd_fixture(kube: Kube) -> Iterator[None]:
         yield
     finally:
         kube.kubectl("delete", "crd", REPORT_CRD_NAME, "--ignore-not-found", "--timeout=60s", check=False)
+
+
+OPENREPORTS_CRD_NAME = "reports.openreports.io"
+
+
+@contextlib.contextmanager
+def openreports_crd(kube: Kube) -> Iterator[None]:
+    """OpenReports' Report CRD, schema-less (the audit's choice depends only on discovery serving it); deleted
+    afterwards."""
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": OPENREPORTS_CRD_NAME},
+        "spec": {
+            "group": "openreports.io",
+            "scope": "Namespaced",
+            "names": {"kind": "Report", "listKind": "ReportList", "plural": "reports", "singular": "report"},
+            "versions": [
+                {
+                    "name": "v1alpha1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
+    }
+    kube.apply(crd)
+    kube.kubectl("wait", "--for=condition=Established", f"crd/{OPENREPORTS_CRD_NAME}", "--timeout=60s")
+    try:
+        yield
+    finally:
+        kube.kubectl("delete", "crd", OPENREPORTS_CRD_NAME, "--ignore-not-found", "--timeout=60s", check=False)
 
 
 def policy_report(kube: Kube, namespace: str) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.audit import ReportWatch, audit_passes, policy_report, results_of
+from tests.e2e.audit import ReportWatch, audit_passes, openreports_crd, policy_report, results_of
 from tests.e2e.factstore import FactSharingReplicas
 from tests.e2e.imagegate import (
     CloudSim,
@@ -231,7 +231,7 @@ def test_only_the_leader_audits_and_a_new_one_rewrites_nothing(
 
     started = time.monotonic()
     leader.stop()  # SIGTERM: the Lease is released, the follower takes over within a retry period
-    first = wait_for(lambda: (audit_passes(follower) or [None])[0], what="the new leader's first pass", timeout=30)
+    first = wait_for(lambda: next(iter(audit_passes(follower)), None), what="the new leader's first pass", timeout=30)
     took = time.monotonic() - started
     assert first.startswith("audit pass (leading)"), first
     assert "reports 0 written, 0 deleted, 1 unchanged" in first, first
@@ -249,3 +249,34 @@ def test_deleting_the_policy_removes_its_results(
     rollout.delete_all()
     watch.until(lambda report: True if report is None else None, what="the report deleted", timeout=30)
     print(f"audit: the report went {watch.elapsed():.1f}s after the policy")
+
+
+def test_auto_writes_openreports_once_its_crd_is_served(
+    kube: Kube,
+    replicas: list[ImageGate],
+    fact_sharing_replicas: FactSharingReplicas,
+    cloudsim: CloudSim,
+    audit_namespace: str,
+    rollout: PolicyFactory,
+) -> None:
+    """``auto`` (the default) chooses OpenReports when its CRD is served, when a replica starts leading."""
+    namespace = audit_namespace
+    for gate in replicas:
+        gate.stop()
+    with (
+        openreports_crd(kube),
+        fact_sharing_replicas.running(cloudsim, prefix="openreports", count=1, env=AUDIT_ENV),
+    ):
+        policy = rollout.apply(_policy(namespace, "Audit"), wait=False)["metadata"]["name"]
+        report = wait_for(
+            lambda: kube.get_or_none("reports.openreports.io", "image-gate", "-n", namespace),
+            what="an OpenReports Report",
+            timeout=30,
+        )
+        assert report["source"] == "image-gate"
+        results = wait_for(
+            lambda: results_of(kube.get("reports.openreports.io", "image-gate", "-n", namespace), policy) or None,
+            what="its results",
+        )
+        assert {result["result"] for result in results.values()} == {"pass"}, results
+        assert policy_report(kube, namespace) is None, "one flavour at a time"
