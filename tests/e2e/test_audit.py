@@ -226,6 +226,11 @@ def test_only_the_leader_audits_and_a_new_one_rewrites_nothing(
         what="a timed pass that writes nothing",
         timeout=40,
     )
+    unchanged = {"object": "report", "outcome": "unchanged"}
+    assert leader.metric_value("image_gate_audit_writes_total", unchanged) >= 1
+    assert leader.metric_value("image_gate_audit_passes_total", {"trigger": "timer"}) >= 1
+    assert leader.metric_value("image_gate_audit_results", {"result": "pass"}) == 3
+    assert follower.metric_value("image_gate_audit_passes_total", {"trigger": "timer"}) == 0
     report_version = kube.get("policyreports.wgpolicyk8s.io", "image-gate", "-n", namespace)["metadata"]
     policy_version = kube.get("imagegatepolicy", policy)["metadata"]["resourceVersion"]
 

@@ -71,7 +71,7 @@ async def auditing(
             return
         indexes = AuditIndexes()
         register_audit_indexes(registry, indexes)
-        auditor = Auditor(api, indexes, facts, audit_settings(settings))
+        auditor = Auditor(api, indexes, facts, audit_settings(settings), observer=sharing.metrics)
         register_audit_triggers(registry, auditor)
         store.subscribe(auditor.fact_event)
         sharing.follow_leadership(lambda leading: auditor.start_leading() if leading else auditor.stop_leading())

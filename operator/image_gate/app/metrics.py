@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from image_gate.core.evaluate import Decision
 from image_gate.facts.breaker import BreakerState
+from image_gate.kube.audit import PassSummary
 
 __all__ = ["Metrics"]
 
@@ -164,6 +165,26 @@ class Metrics:
         self.inventory_images_held = gauge(
             "image_gate_inventory_images", "Images the leader's mirror of HSS's inventory holds."
         )
+        self.audit_passes = counter(
+            "image_gate_audit_passes",
+            "The leader's audit passes over what runs, by trigger (leading, timer, policy, fact).",
+            "trigger",
+        )
+        self.audit_results = gauge(
+            "image_gate_audit_results",
+            "Results of the last audit pass, by result (pass, fail, warn, error, skip).",
+            "result",
+        )
+        self.audit_pass_seconds = gauge(
+            "image_gate_audit_pass_seconds", "Duration of the last audit pass, by clock (wall, cpu).", "clock"
+        )
+        self.audit_writes = counter(
+            "image_gate_audit_writes",
+            "Policy reports and policy status.audit the audit wrote, by object (report, status) and outcome "
+            "(written, deleted, unchanged: not written as nothing changed, failed).",
+            "object",
+            "outcome",
+        )
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, remembered: prometheus_client takes a lock and checks the labels on
@@ -278,6 +299,20 @@ class Metrics:
 
     def inventory_images(self, *, count: int) -> None:
         self.inventory_images_held.set(count)
+
+    # --- AuditObserver (the leader's background audit) ----------------------
+
+    def audit_pass(self, summary: PassSummary) -> None:
+        self.audit_passes.labels(summary.trigger).inc()
+        for result, count in summary.by_result.items():
+            self.audit_results.labels(result).set(count)
+        self.audit_pass_seconds.labels("wall").set(summary.seconds)
+        self.audit_pass_seconds.labels("cpu").set(summary.cpu_seconds)
+        if summary.reports is not None:
+            for outcome in ("written", "deleted", "unchanged", "failed"):
+                self.audit_writes.labels("report", outcome).inc(getattr(summary.reports, outcome))
+        for outcome in ("written", "unchanged", "failed"):
+            self.audit_writes.labels("status", outcome).inc(getattr(summary.statuses, outcome))
 
     def fact_states(self, counts: Mapping[str, int]) -> None:
         for state, count in counts.items():

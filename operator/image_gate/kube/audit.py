@@ -35,7 +35,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -55,7 +55,15 @@ from image_gate.kube.audit_triggers import PassTriggers
 from image_gate.kube.controller import POLICY_RESOURCE
 from image_gate.kube.kubeapi import ApiError, KubeApi
 
-__all__ = ["AuditSettings", "Auditor", "FlavourSetting", "PassSummary", "RunningFacts", "register_audit_triggers"]
+__all__ = [
+    "AuditObserver",
+    "AuditSettings",
+    "Auditor",
+    "FlavourSetting",
+    "PassSummary",
+    "RunningFacts",
+    "register_audit_triggers",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +96,10 @@ class AuditSettings:
 
 @dataclass(frozen=True, slots=True)
 class PassSummary:
-    """What one pass did, for the log and tests."""
+    """What one pass did, for the log, the metrics and tests."""
 
     reason: str
+    """Why it ran, in words: ``timer``, ``leading``, ``policy NAME generation N``, ``fact NAME changed``."""
     objects: int
     policies: int
     results: int
@@ -101,6 +110,24 @@ class PassSummary:
     statuses: StatusCounts
     seconds: float
     cpu_seconds: float
+    by_result: Mapping[str, int]
+    """Results by kind (pass, fail, warn, error, skip), every kind present."""
+
+    @property
+    def trigger(self) -> str:
+        """The reason's first word: timer, leading, policy, fact (bounded, for a metric label)."""
+        return self.reason.split(" ", 1)[0]
+
+
+class AuditObserver(Protocol):
+    """Told of every pass (the metrics)."""
+
+    def audit_pass(self, summary: PassSummary) -> None: ...
+
+
+class _NoObserver:
+    def audit_pass(self, summary: PassSummary) -> None:
+        pass
 
 
 class Auditor:
@@ -116,8 +143,10 @@ class Auditor:
         clock: Clock = monotonic,
         wall: Clock = time.time,
         sleep: Sleep = sleep,
+        observer: AuditObserver | None = None,
     ) -> None:
         self.settings = settings
+        self._observer: AuditObserver = observer if observer is not None else _NoObserver()
         self._api = api
         self._indexes = indexes
         self._facts = facts
@@ -247,8 +276,10 @@ class Auditor:
             statuses=statuses,
             seconds=self._clock() - started,
             cpu_seconds=time.process_time() - cpu,
+            by_result=_by_result(results),
         )
         self.last = summary
+        self._observer.audit_pass(summary)
         logger.info(
             "audit pass (%s): %d objects x %d policies -> %d results, %d violations, %d facts missing; "
             "reports %s; policy status %d written, %d unchanged; %.2fs (%.2fs CPU)",
@@ -315,6 +346,13 @@ def _statuses(
     for result in results:
         by_policy[result.policy].append(result)
     return {policy.name: policy_audit_status(by_policy[policy.name], policy.name, at=at) for policy in policies}
+
+
+def _by_result(results: Iterable[AuditResult]) -> dict[str, int]:
+    counts = dict.fromkeys(("pass", "fail", "warn", "error", "skip"), 0)
+    for result in results:
+        counts[result.result] += 1
+    return counts
 
 
 def _describe(counts: SyncCounts | None) -> str:
