@@ -112,9 +112,12 @@ def register_audit_indexes(registry: kopf.OperatorRegistry, indexes: AuditIndexe
 
 class _QuietIndexHandlers(logging.Filter):
     """Drops kopf's "Handler ... succeeded." lines for the audit's handlers: one per pod event and replica
-    would drown every other log line (as for the fact index, `image_gate.kube.factstore`)."""
+    would drown every other log line (as for the fact index, `image_gate.kube.factstore`), and one per
+    policy event would follow every status.audit write."""
 
-    _quiet = frozenset(f"Handler {handler_id!r} succeeded." for handler_id in (*AUDIT_INDEXES.values(), "audit-index"))
+    _quiet = frozenset(
+        f"Handler {handler_id!r} succeeded." for handler_id in (*AUDIT_INDEXES.values(), "audit-index", "audit-policy")
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.getMessage() not in self._quiet
