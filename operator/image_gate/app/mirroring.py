@@ -9,7 +9,9 @@ stops when leadership is lost. It walks the namespaces of the cluster's HSS
 ImageFacts (running workloads' images and everything ever asked for), and hands
 the images it finds new to `SharedFacts.prefetch` at the lowest priority.
 
-Off with in-memory facts: without the Lease every replica would page HSS.
+Off with in-memory facts: without the Lease every replica would page HSS. Off
+too with ``--hss-inventory-mirror false``: then there is no mirror at all, and
+every HSS lookup lists its namespace when it is needed, as before the mirror.
 """
 
 from __future__ import annotations
@@ -34,13 +36,16 @@ __all__ = ["hss_inventory", "mirror_with_leadership"]
 logger = logging.getLogger(__name__)
 
 
-def hss_inventory(settings: Settings, metrics: Metrics) -> HssInventory[Any]:
-    """The mirror, idle until `mirror_with_leadership` starts it.
+def hss_inventory(settings: Settings, metrics: Metrics) -> HssInventory[Any] | None:
+    """The mirror, idle until `mirror_with_leadership` starts it; None when the setting turns it off.
 
     One page per window of the client-side limiter of ``ListRegistryImages`` (HSS's period and the
     limiter's margin: 63 s for 5 calls a minute), so it never holds two slots of one window; a listed
     image answers for the tag TTL, as a cached lookup would, and a namespace is walked again at 80 % of it.
     """
+    if not settings.hss_inventory_mirror:
+        logger.info("HSS's image inventory is not mirrored (--hss-inventory-mirror false)")
+        return None
     rate = settings.hss_rate
     window = rate.period + default_quota_margin(rate)
     inventory_settings = InventorySettings(
@@ -51,10 +56,10 @@ def hss_inventory(settings: Settings, metrics: Metrics) -> HssInventory[Any]:
     return HssInventory(settings.registries, inventory_settings, observer=metrics)
 
 
-def mirror_with_leadership(sharing: FactSharing, facts: FactSource, inventory: HssInventory[Any]) -> None:
-    """Walk HSS's inventory while this replica leads (facts shared through the cluster only)."""
+def mirror_with_leadership(sharing: FactSharing, facts: FactSource, inventory: HssInventory[Any] | None) -> None:
+    """Walk HSS's inventory while this replica leads (facts shared through the cluster only, mirror on)."""
     store = sharing.store
-    if not isinstance(facts, SharedFacts) or store is None:
+    if inventory is None or not isinstance(facts, SharedFacts) or store is None:
         return
     window = facts.settings.hss_quota_window
 

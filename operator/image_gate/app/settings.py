@@ -235,6 +235,14 @@ class Settings:
         parse=names,
         default_text="every region",
     )
+    hss_inventory_mirror: bool = setting(
+        True,
+        "true: the leader mirrors HSS's image inventory (ListRegistryImages pages within a share of the quota), "
+        "so HSS image ids are known before admission needs them; false: no pages, each lookup lists at need",
+        parse=_switch,
+        default_text="true",
+    )
+    """Off for an HSS account whose other users need the ListRegistryImages quota the pages take."""
     audit_interval: float = setting(
         600.0,
         "seconds between the leader's audit passes over what runs (a policy changed, or a fact a pass used, "
