@@ -5,9 +5,11 @@ The audit's policy reports in the API server: one per namespace, written only wh
 results); `ReportWriter` makes the cluster hold exactly those:
 
 * at the first sync after this replica started leading it reads what is there
-  (one LIST of the reports labelled ``app.kubernetes.io/managed-by:
-  image-gate``, every namespace: once per leadership, never per pass), so a
-  new leader neither rewrites unchanged reports nor forgets stale ones;
+  (a LIST of the reports labelled ``app.kubernetes.io/managed-by:
+  image-gate``, every namespace, in pages: once per leadership, never per
+  pass), so a new leader neither rewrites unchanged reports nor forgets stale
+  ones. What was last written or read is kept to compare with (about 7 MiB for
+  25,000 results; comparing them costs 0.1 s of CPU a pass, hashing them 1.2 s);
 * a report whose content (everything but metadata, and the results' own
   timestamps) equals what was last written or read is not written again;
 * a changed one is replaced, guarded by the resourceVersion last seen (on a
@@ -18,7 +20,7 @@ results); `ReportWriter` makes the cluster hold exactly those:
 
 Two flavours: the policy WG's ``wgpolicyk8s.io/v1alpha2`` PolicyReport and
 its successor, OpenReports' ``openreports.io/v1alpha1`` Report.
-`report_kind_served` asks discovery whether a flavour's CRD is installed.
+`served` asks discovery whether a flavour's CRD is installed.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = ["REPORT_KINDS", "ReportKind", "ReportWriter", "SyncCounts", "content_
 
 logger = logging.getLogger(__name__)
 
+_PAGE: Final = 20
 _SELECTOR: Final = ",".join(f"{key}={value}" for key, value in MANAGED_BY.items())
 
 
@@ -151,15 +154,20 @@ class ReportWriter:
         return SyncCounts(written=written, deleted=deleted, unchanged=unchanged, failed=failed)
 
     async def _read(self) -> dict[str, _Known]:
-        """Our reports in every namespace: one LIST by label."""
-        answer = await self._api.request("GET", self.kind.collection(), params={"labelSelector": _SELECTOR})
+        """Our reports in every namespace: a LIST by label, in pages (a report may hold 1,000 results)."""
         known: dict[str, _Known] = {}
-        for item in answer.get("items") or []:
-            metadata = item.get("metadata") or {}
-            namespace, name = metadata.get("namespace"), metadata.get("name")
-            if isinstance(namespace, str) and isinstance(name, str):
-                known[namespace] = _Known(name, content_of(item), str(metadata.get("resourceVersion", "")))
-        return known
+        params = {"labelSelector": _SELECTOR, "limit": str(_PAGE)}
+        while True:
+            answer = await self._api.request("GET", self.kind.collection(), params=params)
+            for item in answer.get("items") or []:
+                metadata = item.get("metadata") or {}
+                namespace, name = metadata.get("namespace"), metadata.get("name")
+                if isinstance(namespace, str) and isinstance(name, str):
+                    known[namespace] = _Known(name, content_of(item), str(metadata.get("resourceVersion", "")))
+            following = (answer.get("metadata") or {}).get("continue")
+            if not following:
+                return known
+            params = {**params, "continue": str(following)}
 
     async def _write(self, namespace: str, report: Mapping[str, Any], previous: _Known | None) -> dict[str, Any]:
         name = str(report["metadata"]["name"])
