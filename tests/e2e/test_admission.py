@@ -76,7 +76,7 @@ def test_crd_is_established_with_short_name_and_columns(kube: Kube, crd: dict[st
     assert conditions["NamesAccepted"] == "True"
     assert live["status"]["acceptedNames"]["shortNames"] == ["igp"]
     columns = [c["name"] for c in live["spec"]["versions"][0]["additionalPrinterColumns"]]
-    assert columns == ["Mode", "Ready", "Reason", "Age"]
+    assert columns == ["Mode", "Ready", "Reason", "Violations", "Age"]  # Violations: the audit's status.audit
 
 
 def test_valid_policy_becomes_ready_and_follows_generations(
@@ -108,10 +108,10 @@ def test_valid_policy_becomes_ready_and_follows_generations(
     assert condition["observedGeneration"] == 2
 
     table = kube.kubectl("get", "igp", name).stdout.splitlines()
-    assert table[0].split() == ["NAME", "MODE", "READY", "AGE"]
+    assert table[0].split() == ["NAME", "MODE", "READY", "VIOLATIONS", "AGE"]
     assert table[1].split()[:3] == [name, "Warn", "True"]
     wide = kube.kubectl("get", "igp", name, "-o", "wide").stdout.splitlines()
-    assert wide[0].split() == ["NAME", "MODE", "READY", "REASON", "AGE"]
+    assert wide[0].split() == ["NAME", "MODE", "READY", "REASON", "VIOLATIONS", "AGE"]
     assert wide[1].split()[:4] == [name, "Warn", "True", "Compiled"]
 
 
