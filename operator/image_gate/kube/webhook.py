@@ -36,6 +36,7 @@ from typing import Any
 import kopf
 from aiohttp import web
 
+from image_gate.core import messages
 from image_gate.core.admission import Admission, Review, changed_containers
 from image_gate.core.clock import Deadline
 from image_gate.core.evaluate import Decision, Subject
@@ -122,7 +123,7 @@ class WebhookApp:
         self.metrics.admission(kind=kind, decision=review.decision, dry_run=dry_run, seconds=review.seconds)
         _log_review(review, operation=operation, subresource=subresource, dry_run=dry_run)
 
-        warnings.extend(review.warnings)
+        warnings.extend(_decision_fields.warnings(review))
         if not review.decision.allowed:
             message = review.deny_message
             if not dry_run:
@@ -308,7 +309,8 @@ of megabytes, which log shippers cut anyway."""
 
 
 class _DecisionFields:
-    """The review line's fields that follow from the plan and the decision alone, worked out once per decision.
+    """The review line's fields and the warnings that follow from the plan and the decision alone, worked out
+    once per decision.
 
     A warm review of a workload seen before gets the very same decision object back
     (`image_gate.core.plans`), so its policies, images and findings are written from what the
@@ -319,13 +321,20 @@ class _DecisionFields:
 
     def __init__(self) -> None:
         # By id, holding the decision and the plan's needs so the ids stay theirs; least recent dropped first.
-        self._known: OrderedDict[int, tuple[Decision, object, dict[str, Any]]] = OrderedDict()
+        self._known: OrderedDict[int, tuple[Decision, object, dict[str, Any], list[str]]] = OrderedDict()
 
     def of(self, review: Review) -> dict[str, Any]:
+        return self._known_for(review)[0]
+
+    def warnings(self, review: Review) -> list[str]:
+        """`Review.warnings`: the decision's worded once; a review that stood on stale facts words its own."""
+        return review.warnings if review.stale else self._known_for(review)[1]
+
+    def _known_for(self, review: Review) -> tuple[dict[str, Any], list[str]]:
         decision, needs = review.decision, review.plan.needs
         known = self._known.get(id(decision))
         if known is not None and known[0] is decision and known[1] is needs:
-            return known[2]
+            return known[2], known[3]
         fields = {
             "decision": decision.verdict,
             "policies": list(decision.policies),
@@ -333,10 +342,11 @@ class _DecisionFields:
             "findings": [finding.as_dict() for finding in decision.findings[:_LOGGED_FINDINGS]],
             "findings_omitted": max(0, len(decision.findings) - _LOGGED_FINDINGS),
         }
-        self._known[id(decision)] = (decision, needs, fields)
+        warnings = messages.warning_messages(decision.warnings)
+        self._known[id(decision)] = (decision, needs, fields, warnings)
         if len(self._known) > self.size:
             self._known.popitem(last=False)
-        return fields
+        return fields, warnings
 
 
 _decision_fields = _DecisionFields()
