@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import ControlPlane
 
+from cloudsim.catalogue import Catalogue
 from tests.e2e.audit import ReportWatch, audit_passes, openreports_crd, policy_report, results_of
-from tests.e2e.factstore import FactSharingReplicas
+from tests.e2e.factstore import FactSharingReplicas, without_leader
 from tests.e2e.imagegate import (
+    IMAGE_GATE_NAMESPACE,
     CloudSim,
     ImageGate,
     Kube,
@@ -28,8 +32,10 @@ from tests.e2e.imagegate import (
     admission_review,
     deployment_manifest,
     make_namespace,
+    new_image_gate,
     pod_manifest,
     scoped_policy,
+    service_account_kubeconfig,
     wait_for,
 )
 
@@ -285,3 +291,71 @@ def test_auto_writes_openreports_once_its_crd_is_served(
         )
         assert {result["result"] for result in results.values()} == {"pass"}, results
         assert policy_report(kube, namespace) is None, "one flavour at a time"
+
+
+WITHOUT_WORKLOAD_READS = "image-gate-no-workload-reads"
+
+
+def test_without_rbac_to_read_workloads_the_audit_is_off_and_admission_works(
+    kube: Kube,
+    control_plane: ControlPlane,
+    fact_sharing_replicas: FactSharingReplicas,
+    cloudsim: CloudSim,
+    catalogue: Catalogue,
+    tmp_path: Path,
+) -> None:
+    """A ClusterRole from before the audit: kopf would retry a forbidden pod watch for ever and the replica
+    would never be ready; the audit asks first, stays off and says so."""
+    rules = [
+        {"apiGroups": ["imagegate.io"], "resources": ["imagegatepolicies"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["imagegate.io"], "resources": ["imagegatepolicies/status"], "verbs": ["patch"]},
+        {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+        {
+            "apiGroups": ["imagegate.io"],
+            "resources": ["imagefacts"],
+            "verbs": ["get", "list", "watch", "create", "patch"],
+        },
+        {"apiGroups": ["imagegate.io"], "resources": ["imagefacts/status"], "verbs": ["patch"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
+    ]
+    without_leader(kube)  # image-gate's namespace, and no Lease of an earlier test
+    account = {"kind": "ServiceAccount", "name": WITHOUT_WORKLOAD_READS, "namespace": IMAGE_GATE_NAMESPACE}
+    binding = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": WITHOUT_WORKLOAD_READS}
+    kube.apply(
+        [
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {k: account[k] for k in ("name", "namespace")}},
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": WITHOUT_WORKLOAD_READS},
+                "rules": rules,
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": WITHOUT_WORKLOAD_READS},
+                "roleRef": binding,
+                "subjects": [account],
+            },
+        ]
+    )
+    token = kube.kubectl(
+        "create", "token", WITHOUT_WORKLOAD_READS, "-n", IMAGE_GATE_NAMESPACE, "--duration=1h"
+    ).stdout.strip()
+    gate = new_image_gate(tmp_path / "gate", control_plane, cloudsim, catalogue)
+    gate.process.env["KUBECONFIG"] = str(service_account_kubeconfig(control_plane, token, tmp_path / "sa.kubeconfig"))
+    try:
+        gate.start()  # ready: kopf watches nothing it may not
+        log = gate.process.log_path.read_text()
+        assert "the background audit is off: this service account may not list and watch pods" in log, (
+            gate.describe_log()
+        )
+        assert not audit_passes(gate)
+        assert gate.review("pods", admission_review(pod_manifest("unjudged", "default", API)))["allowed"] is True
+    finally:
+        gate.stop()
+        kube.kubectl(
+            "delete", "clusterrolebinding,clusterrole", WITHOUT_WORKLOAD_READS, "--ignore-not-found", check=False
+        )
