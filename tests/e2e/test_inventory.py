@@ -145,3 +145,30 @@ def test_the_mirror_answers_image_ids_and_not_synced_without_a_list_call_one_pag
         all_pages = sum(metric(lead, "image_gate_inventory_pages_total", outcome=o) for o in ("found", "not found"))
         assert all_pages <= elapsed / WINDOW + 1
         assert throttled(gates) == 0
+
+
+def test_the_mirror_turned_off_reads_no_page_and_lookups_list_at_need(
+    fact_sharing_replicas: FactSharingReplicas, kube: Kube, sim: CloudSim, running: str
+) -> None:
+    """``IMAGE_GATE_HSS_INVENTORY_MIRROR=false`` (the chart's ``config.hssInventoryMirror``): no page, ever."""
+    env = {"IMAGE_GATE_HSS_RATE": RATE, "IMAGE_GATE_HSS_INVENTORY_MIRROR": "false"}
+    image = f"{SWR}/legacy-batch:2.3.0"  # synced in HSS, asked for by no test before: a mirror would answer it
+    with fact_sharing_replicas.running(sim, prefix="inventory-off", env=env) as gates:
+        lead = leader(gates)
+        # HSS ImageFacts name the namespace demo, so a mirror would have it to walk: its first page comes
+        # after the predecessor's quota window, within a window of its own (the test above waits for it).
+        wait_for(
+            lambda: set(RUNNING) <= resolved_references(kube) or None, what="the running images' facts", timeout=120
+        )
+        time.sleep(3 * WINDOW)
+        assert metric(lead, "image_gate_inventory_pages_total") == 0
+        lists = hss_calls(sim)[LIST]
+
+        def admitted() -> bool | None:
+            return review_new_pod(gates[1], running, image)["allowed"] or None
+
+        wait_for(admitted, what=f"{image} resolved", timeout=60, interval=1.0)
+        assert hss_calls(sim)[LIST] > lists, "the lookup listed its namespace itself"
+        assert sum(metric(gate, "image_gate_inventory_answers_total") for gate in gates) == 0
+        assert metric(lead, "image_gate_inventory_pages_total") == 0
+        assert throttled(gates) == 0
