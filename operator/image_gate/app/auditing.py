@@ -76,12 +76,6 @@ async def auditing(
         store.subscribe(auditor.fact_event)
         sharing.follow_leadership(lambda leading: auditor.start_leading() if leading else auditor.stop_leading())
 
-        @kopf.on.cleanup(registry=registry)
-        async def stop_auditing(**_: object) -> None:
-            # kopf stops its watches first (the indexes freeze), then waits up to 5 s for every task started
-            # after it started -- the audit loop among them -- before it cancels them: stop it now instead.
-            auditor.stop_leading()
-
         logger.info(
             "the leader audits what runs every %gs (and %gs after a policy or fact change); reports %s",
             settings.audit_interval,

@@ -124,6 +124,14 @@ class FactSharing:
                 for listener in self._listeners:
                     listener(leading)
 
+            @kopf.on.cleanup(registry=self.registry)
+            async def stop_leading_work(**_: object) -> None:
+                # kopf waits up to 5 s for the tasks started after it (the leader's workers, the upkeep,
+                # the inventory mirror's walk, the audit) before it cancels them, and a pod's grace period
+                # is short: stop them now. The Lease itself is released when this context exits.
+                if self.leading:
+                    leadership(False, None)
+
             lease = lease_settings(settings, namespace)
             elector = LeaderElector(
                 KubeLeases(api, namespace=namespace, name=LEASE_NAME), lease, calls=self.calls, on_change=leadership
