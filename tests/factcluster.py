@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
+import pytest
+
 from image_gate.core.images import ImageReference
 from image_gate.facts.records import FactKey, FactRecord, StoredFact
 from image_gate.facts.resolver import FactResolver
@@ -19,7 +21,7 @@ from image_gate.facts.store import StoreSettings, StoreUnavailable, WriteResult
 from tests.fakeclouds import MAPPING, FakeHss, FakeSas, known
 from tests.faketime import FakeTime
 
-__all__ = ["Backend", "Cluster", "Recorder", "Replica", "resolve"]
+__all__ = ["Backend", "Cluster", "Recorder", "Replica", "cluster_fixture", "resolve"]
 
 
 class Cluster:
@@ -172,3 +174,9 @@ async def resolve(replica: Replica, time: FakeTime, image: ImageReference, *, se
     )
     await time.advance(seconds)
     return task.result()
+
+
+@pytest.fixture(name="cluster")
+def cluster_fixture(time: FakeTime) -> Cluster:
+    """An empty `Cluster` on the test's ``time`` (offered to every unit module by tests/unit/conftest.py)."""
+    return Cluster(time)

@@ -11,9 +11,14 @@ import asyncio
 import heapq
 import itertools
 
+import pytest
+
 from image_gate.core.clock import Deadline
 
-__all__ = ["FakeTime", "settle"]
+__all__ = ["WALL_START", "FakeTime", "settle", "time_fixture"]
+
+WALL_START = 1_800_000_000.0
+"""A wall-clock time (January 2027) for clocks whose readings are written as dates: Leases, ImageFacts."""
 
 
 class FakeTime:
@@ -59,3 +64,12 @@ async def settle() -> None:
     """Let every runnable task run until it waits on something the test controls."""
     for _ in range(50):
         await asyncio.sleep(0)
+
+
+@pytest.fixture(name="time")
+def time_fixture() -> FakeTime:
+    """A fake clock at `WALL_START`, for the unit modules of replicas, Leases and stored facts (tests/unit/conftest.py).
+
+    A module whose clock starts elsewhere defines its own ``time`` fixture, which pytest prefers.
+    """
+    return FakeTime(start=WALL_START)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-import pytest
-
 from image_gate.core.images import ImageReference
 from image_gate.core.outcomes import Found
 from image_gate.facts.store import StoreSettings
@@ -16,16 +14,6 @@ from tests.fakeclouds import APP_V1, DEBIAN, MIRROR, FakeRegistryImage
 from tests.faketime import FakeTime
 
 TAG_TTL = 300.0
-
-
-@pytest.fixture
-def time() -> FakeTime:
-    return FakeTime(start=1_800_000_000.0)
-
-
-@pytest.fixture
-def cluster(time: FakeTime) -> Cluster:
-    return Cluster(time)
 
 
 def with_upkeep(replica: Replica, **upkeep: float) -> Replica:

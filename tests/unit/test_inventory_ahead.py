@@ -3,19 +3,12 @@
 
 from __future__ import annotations
 
-import pytest
-
 from image_gate.app.metrics import Metrics
 from image_gate.core.cloudnames import ALIYUN, HUAWEI
 from image_gate.facts.inventory import InventoryObserver
 from tests.factcluster import Cluster, Replica, resolve
 from tests.fakeclouds import APP_V1, APP_V2
 from tests.faketime import FakeTime
-
-
-@pytest.fixture
-def time() -> FakeTime:
-    return FakeTime(start=1_800_000_000.0)
 
 
 async def test_a_miss_is_resolved_at_admission_and_a_prefetch_ahead_of_need(time: FakeTime) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-import pytest
-
 from image_gate.core.images import ImageReference
 from image_gate.core.outcomes import Found, NotApplicable
 from image_gate.facts.records import FactKey
@@ -17,16 +15,6 @@ from tests.faketime import FakeTime, settle
 
 UNMAPPED = ImageReference.parse("quay.io/team/tool:1.0")
 NOWHERE = ImageReference.parse("swr.xx-nowhere-9.myhuaweicloud.com/team/app:v1")
-
-
-@pytest.fixture
-def time() -> FakeTime:
-    return FakeTime(start=1_800_000_000.0)
-
-
-@pytest.fixture
-def cluster(time: FakeTime) -> Cluster:
-    return Cluster(time)
 
 
 def hss_name(image: ImageReference) -> str:

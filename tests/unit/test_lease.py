@@ -75,11 +75,6 @@ class Replica:
 
 
 @pytest.fixture
-def time() -> FakeTime:
-    return FakeTime(start=1_800_000_000.0)
-
-
-@pytest.fixture
 def server() -> LeaseServer:
     return LeaseServer()
 

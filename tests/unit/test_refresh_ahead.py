@@ -20,16 +20,6 @@ TAG_TTL = 300.0
 UBUNTU = BaseImage(os_name="Ubuntu", os_version="24.04", layer_digest="sha256:" + "e" * 64)
 
 
-@pytest.fixture
-def time() -> FakeTime:
-    return FakeTime(start=1_800_000_000.0)
-
-
-@pytest.fixture
-def cluster(time: FakeTime) -> Cluster:
-    return Cluster(time)
-
-
 def with_upkeep(replica: Replica, **upkeep: float) -> Replica:
     settings = UpkeepSettings(interval=5.0, **upkeep)  # type: ignore[arg-type]
     replica.facts.settings = StoreSettings(tag_ttl=TAG_TTL, upkeep=settings)

@@ -22,16 +22,6 @@ from tests.fakeclouds import APP_V1, APP_V2, DEBIAN, DIGEST_A, MAPPING, MIRROR
 from tests.faketime import FakeTime, settle
 
 
-@pytest.fixture
-def time() -> FakeTime:
-    return FakeTime(start=1_800_000_000.0)
-
-
-@pytest.fixture
-def cluster(time: FakeTime) -> Cluster:
-    return Cluster(time)
-
-
 async def test_a_miss_on_a_follower_is_resolved_once_by_the_leader(time: FakeTime, cluster: Cluster) -> None:
     leader, follower = Replica(cluster, time), Replica(cluster, time)
     leader.facts.start_leading()

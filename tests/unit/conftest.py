@@ -1,0 +1,12 @@
+"""Fixtures the unit modules share: a fake wall clock, and an in-memory cluster of ImageFacts on it.
+
+Defined next to what they make (tests/faketime.py, tests/factcluster.py); imported here, pytest offers
+them to every module in tests/unit/, and a module that needs another clock defines its own ``time``.
+"""
+
+from __future__ import annotations
+
+from tests.factcluster import cluster_fixture
+from tests.faketime import time_fixture
+
+__all__ = ["cluster_fixture", "time_fixture"]
