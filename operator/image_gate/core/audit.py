@@ -174,30 +174,22 @@ class AuditPass:
 
 def policy_rules(policy: CompiledPolicy) -> tuple[str, ...]:
     """The rules a policy sets, by the names findings give them (``baseImage.allowedOS``, ...)."""
-    rules: list[str] = []
+    candidates: list[tuple[str, object]] = []
     if policy.base_image is not None:
         base = policy.base_image
-        rules += [
-            rule
-            for rule, given in (
-                ("baseImage.allowedOS", base.allowed_os),
-                ("baseImage.deniedOS", base.denied_os),
-                ("baseImage.allowedLayerDigests", base.allowed_layer_digests),
-            )
-            if given
+        candidates += [
+            ("baseImage.allowedOS", base.allowed_os),
+            ("baseImage.deniedOS", base.denied_os),
+            ("baseImage.allowedLayerDigests", base.allowed_layer_digests),
         ]
     if policy.digest is not None:
         digest = policy.digest
-        rules += [
-            rule
-            for rule, given in (
-                ("digest.requirePinned", digest.require_pinned),
-                ("digest.allowed", digest.allowed),
-                ("digest.matchRegistry", digest.match_registry),
-            )
-            if given
+        candidates += [
+            ("digest.requirePinned", digest.require_pinned),
+            ("digest.allowed", digest.allowed),
+            ("digest.matchRegistry", digest.match_registry),
         ]
-    return tuple(rules)
+    return tuple(rule for rule, given in candidates if given)
 
 
 def audit(
