@@ -237,7 +237,6 @@ class HssClient(AsyncClosing):
         """
         try:
             project_id = await self._project_id(location, deadline)
-            url = f"{self.endpoint(location.region)}/v5/{quote(project_id, safe='')}/image/registries/images"
             params = {
                 "namespace": namespace,
                 "image_type": location.image_type,
@@ -246,31 +245,46 @@ class HssClient(AsyncClosing):
             }
             if location.enterprise_project_id:
                 params["enterprise_project_id"] = location.enterprise_project_id
-            answer = await self._call(
-                API_LIST_IMAGES,
-                url,
-                params=params,
-                headers={"Content-Type": "application/json", "X-Project-Id": project_id},
-                region=location.region,
-                deadline=deadline,
-                max_quota_wait=max_quota_wait,
+            total, rows, request_id = await self._list_images(
+                location, project_id, params, deadline, max_quota_wait=max_quota_wait
             )
-            total, rows = list_page(answer, API_LIST_IMAGES, registry_image, location.image_type)
         except LookupFailed as exc:
             return exc.failure
         except AnsweredNotFound as exc:
             return NotFound(f"HSS answered that namespace {namespace} does not exist", request_id=exc.request_id)
         mine = tuple(row for row in rows if row.namespace == namespace)
-        page = RegistryPage(mine, offset=offset, listed=len(rows), total=total, request_id=answer.request_id)
-        return Found(page, request_id=answer.request_id)
+        page = RegistryPage(mine, offset=offset, listed=len(rows), total=total, request_id=request_id)
+        return Found(page, request_id=request_id)
 
     # -- the two HSS calls ------------------------------------------------------------------------
+
+    async def _list_images(
+        self,
+        location: HssLocation,
+        project_id: str,
+        params: Mapping[str, str],
+        deadline: Deadline,
+        *,
+        max_quota_wait: float | None = None,
+    ) -> tuple[int, list[RegistryImage], str | None]:
+        """One page of ListRegistryImages (``params``: which images, which rows): HSS's total, the rows, the
+        request id. The inventory's pages, a tag's search and a digest's one page all ask it this way."""
+        answer = await self._call(
+            API_LIST_IMAGES,
+            f"{self.endpoint(location.region)}/v5/{quote(project_id, safe='')}/image/registries/images",
+            params=params,
+            headers={"Content-Type": "application/json", "X-Project-Id": project_id},
+            region=location.region,
+            deadline=deadline,
+            max_quota_wait=max_quota_wait,
+        )
+        total, rows = list_page(answer, API_LIST_IMAGES, registry_image, location.image_type)
+        return total, rows, answer.request_id
 
     async def _find_image(
         self, image: ImageReference, location: HssLocation, deadline: Deadline
     ) -> Outcome[RegistryImage]:
         project_id = await self._project_id(location, deadline)
-        url = f"{self.endpoint(location.region)}/v5/{quote(project_id, safe='')}/image/registries/images"
         params: dict[str, str] = {
             "namespace": image.namespace,
             "image_name": image.short_name,
@@ -280,23 +294,16 @@ class HssClient(AsyncClosing):
         if location.enterprise_project_id:
             params["enterprise_project_id"] = location.enterprise_project_id
         if image.digest is not None:
-            return await self._find_by_digest(image, location, project_id, url, params, deadline)
+            return await self._find_by_digest(image, location, project_id, params, deadline)
         if image.tag is not None:
             params["image_version"] = image.tag
         what = f"{image.namespace}/{image.short_name}:{image.tag}"
 
         offset, request_id, listed = 0, None, 0
         for _ in range(self._max_pages):
-            answer = await self._call(
-                API_LIST_IMAGES,
-                url,
-                params={**params, "offset": str(offset)},
-                headers={"Content-Type": "application/json", "X-Project-Id": project_id},
-                region=location.region,
-                deadline=deadline,
+            total, rows, request_id = await self._list_images(
+                location, project_id, {**params, "offset": str(offset)}, deadline
             )
-            request_id = answer.request_id
-            total, rows = list_page(answer, API_LIST_IMAGES, registry_image, location.image_type)
             listed += len(rows)
             match = pick(rows, image, None)
             if match is not None:
@@ -317,7 +324,6 @@ class HssClient(AsyncClosing):
         image: ImageReference,
         location: HssLocation,
         project_id: str,
-        url: str,
         params: Mapping[str, str],
         deadline: Deadline,
     ) -> Outcome[RegistryImage]:
@@ -326,16 +332,8 @@ class HssClient(AsyncClosing):
         key: Hashable = (location, project_id, image.namespace, image.short_name)
         listing = self._listings.get(key)
         if listing is None or self._clock() - listing.at >= self._listing_ttl:
-            answer = await self._call(
-                API_LIST_IMAGES,
-                url,
-                params={**params, "offset": "0"},
-                headers={"Content-Type": "application/json", "X-Project-Id": project_id},
-                region=location.region,
-                deadline=deadline,
-            )
-            total, rows = list_page(answer, API_LIST_IMAGES, registry_image, location.image_type)
-            listing = _Listing(rows, total, answer.request_id, self._clock())
+            total, rows, request_id = await self._list_images(location, project_id, {**params, "offset": "0"}, deadline)
+            listing = _Listing(rows, total, request_id, self._clock())
             self._listings[key] = listing
             if len(self._listings) > _MAX_LISTINGS:
                 self._listings.popitem(last=False)
