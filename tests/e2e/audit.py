@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.e2e.imagegate import CHART_DIR, ImageGate, Kube
+from tests.e2e.imagegate import CHART_DIR, ImageGate, Kube, established_crd
 
 __all__ = [
     "REPORT_CRD_FILE",
@@ -39,11 +39,8 @@ T = TypeVar("T")
 def report_crd_fixture(kube: Kube) -> Iterator[None]:
     """The wgpolicyk8s.io PolicyReport CRD the chart installs, Established; deleted after the module."""
     kube.kubectl("apply", "--server-side", "-f", str(REPORT_CRD_FILE))
-    kube.kubectl("wait", "--for=condition=Established", f"crd/{REPORT_CRD_NAME}", "--timeout=60s")
-    try:
+    with established_crd(kube, REPORT_CRD_NAME):
         yield
-    finally:
-        kube.kubectl("delete", "crd", REPORT_CRD_NAME, "--ignore-not-found", "--timeout=60s", check=False)
 
 
 OPENREPORTS_CRD_NAME = "reports.openreports.io"
@@ -72,11 +69,8 @@ def openreports_crd(kube: Kube) -> Iterator[None]:
         },
     }
     kube.apply(crd)
-    kube.kubectl("wait", "--for=condition=Established", f"crd/{OPENREPORTS_CRD_NAME}", "--timeout=60s")
-    try:
+    with established_crd(kube, OPENREPORTS_CRD_NAME):
         yield
-    finally:
-        kube.kubectl("delete", "crd", OPENREPORTS_CRD_NAME, "--ignore-not-found", "--timeout=60s", check=False)
 
 
 def policy_report(kube: Kube, namespace: str) -> dict[str, Any] | None:

@@ -26,6 +26,7 @@ from tests.e2e.imagegate import (
     Kube,
     PolicyFactory,
     admission_review,
+    established_crd,
     new_image_gate,
     pod_manifest,
     scoped_policy,
@@ -40,11 +41,8 @@ FACT_CRD_NAME = "imagefacts.imagegate.io"
 def fact_crd_fixture(kube: Kube, crd: dict[str, Any]) -> Iterator[None]:
     """The ImageFact CRD, Established; deleted after the module (other modules' image-gates keep to memory)."""
     kube.kubectl("apply", "--server-side", "-f", str(FACT_CRD_FILE))
-    kube.kubectl("wait", "--for=condition=Established", f"crd/{FACT_CRD_NAME}", "--timeout=60s")
-    try:
+    with established_crd(kube, FACT_CRD_NAME):
         yield
-    finally:
-        kube.kubectl("delete", "crd", FACT_CRD_NAME, "--ignore-not-found", "--timeout=60s", check=False)
 
 
 def without_leader(kube: Kube) -> None:
@@ -116,7 +114,7 @@ def deny_unresolved(kube: Kube, name: str, namespace: str, images: str) -> Polic
     """Apply an Enforce policy over ``images`` in ``namespace`` that needs every base OS resolved.
 
     Windows is denied and an unresolved image is denied, so a review is allowed only once its facts
-    are known. Returns the factory, whose ``delete_all`` removes the policy.
+    are known. Returns the factory: leaving ``with`` it (or its ``delete_all``) removes the policy.
     """
     spec = {
         "mode": "Enforce",

@@ -57,6 +57,7 @@ __all__ = [
     "CATALOGUE_PATH",
     "CENTOS_IMAGE",
     "CHART_DIR",
+    "CORE_RULES",
     "CRD_NAME",
     "E2E_LABEL",
     "IMAGE_GATE_NAMESPACE",
@@ -70,10 +71,13 @@ __all__ = [
     "applied",
     "catalogue_fixture",
     "cloudsim_fixture",
+    "cluster_role_account",
     "crd_fixture",
     "cronjob_manifest",
     "deployment_manifest",
     "e2e_token_fixture",
+    "established_crd",
+    "image_gate_as",
     "image_gate_env",
     "image_gate_fixture",
     "kube_fixture",
@@ -380,6 +384,19 @@ def crd_fixture(kube: Kube) -> Iterator[dict[str, Any]]:
         kube.kubectl("delete", "crd", CRD_NAME, "--ignore-not-found", "--wait=false", check=False)
 
 
+@contextlib.contextmanager
+def established_crd(kube: Kube, name: str) -> Iterator[None]:
+    """Wait for the CRD ``name``, just applied, to be Established; delete it afterwards (waiting up to 60 s).
+
+    For the CRDs a module installs for itself, so the other modules' image-gates see a cluster without them.
+    """
+    kube.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    try:
+        yield
+    finally:
+        kube.kubectl("delete", "crd", name, "--ignore-not-found", "--timeout=60s", check=False)
+
+
 # ----------------------------------------------------------------------------------------- image-gate
 
 
@@ -515,6 +532,52 @@ def service_account_kubeconfig(control_plane: ControlPlane, token: str, path: Pa
         )
     )
     return path
+
+
+CORE_RULES: list[dict[str, Any]] = [
+    {"apiGroups": ["imagegate.io"], "resources": ["imagegatepolicies"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["imagegate.io"], "resources": ["imagegatepolicies/status"], "verbs": ["patch"]},
+    {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+]
+"""What every replica may do whatever else it is denied: read its policies, write their status, discover CRDs,
+read namespaces, record Events. The tests of a service account short of some rights add what it keeps."""
+
+
+def cluster_role_account(name: str, rules: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """A ServiceAccount ``name`` in image-gate's namespace, a ClusterRole ``name`` of ``rules`` and their binding."""
+    subject = {"kind": "ServiceAccount", "name": name, "namespace": IMAGE_GATE_NAMESPACE}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": IMAGE_GATE_NAMESPACE}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": [dict(rule) for rule in rules],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [subject],
+        },
+    ]
+
+
+def image_gate_as(
+    account: str, workdir: Path, control_plane: ControlPlane, kube: Kube, sim: CloudSim, catalogue: Catalogue
+) -> ImageGate:
+    """An `ImageGate` (not started) that talks to the API server as ``account`` of image-gate's namespace.
+
+    Its kubeconfig (``workdir/sa.kubeconfig``) carries a token of the account valid for an hour.
+    """
+    token = kube.kubectl("create", "token", account, "-n", IMAGE_GATE_NAMESPACE, "--duration=1h").stdout.strip()
+    gate = new_image_gate(workdir, control_plane, sim, catalogue)
+    kubeconfig = service_account_kubeconfig(control_plane, token, workdir / "sa.kubeconfig")
+    gate.process.env["KUBECONFIG"] = str(kubeconfig)
+    return gate
 
 
 def image_gate_env(control_plane: ControlPlane, sim: CloudSim, catalogue: Catalogue) -> dict[str, str]:
@@ -728,6 +791,13 @@ class PolicyFactory:
             self.kube.kubectl("delete", "imagegatepolicy", *self.names, "--ignore-not-found", check=False)
         self.names.clear()
 
+    def __enter__(self) -> PolicyFactory:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Leaving a ``with`` block deletes every policy applied, whatever happened in it."""
+        self.delete_all()
+
 
 def ready_condition(policy: Mapping[str, Any]) -> dict[str, Any] | None:
     """The ``Ready`` condition of a policy's status, if any."""
@@ -740,11 +810,8 @@ def ready_condition(policy: Mapping[str, Any]) -> dict[str, Any] | None:
 @pytest.fixture(name="policies")
 def policies_fixture(kube: Kube, crd: dict[str, Any]) -> Iterator[PolicyFactory]:
     """Apply policies in a test; they are deleted when it ends."""
-    factory = PolicyFactory(kube)
-    try:
+    with PolicyFactory(kube) as factory:
         yield factory
-    finally:
-        factory.delete_all()
 
 
 # ------------------------------------------------------------------------------------------ manifests

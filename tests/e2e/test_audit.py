@@ -24,18 +24,18 @@ from cloudsim.catalogue import Catalogue
 from tests.e2e.audit import ReportWatch, audit_passes, openreports_crd, policy_report, results_of
 from tests.e2e.factstore import FactSharingReplicas, without_leader
 from tests.e2e.imagegate import (
-    IMAGE_GATE_NAMESPACE,
+    CORE_RULES,
     CloudSim,
     ImageGate,
     Kube,
     PolicyFactory,
     admission_review,
+    cluster_role_account,
     deployment_manifest,
+    image_gate_as,
     make_namespace,
-    new_image_gate,
     pod_manifest,
     scoped_policy,
-    service_account_kubeconfig,
     wait_for,
 )
 
@@ -77,11 +77,8 @@ def replicas(
 
 @pytest.fixture(scope="module")
 def rollout(kube: Kube, audit_namespace: str) -> Iterator[PolicyFactory]:
-    factory = PolicyFactory(kube)
-    try:
+    with PolicyFactory(kube) as factory:
         yield factory
-    finally:
-        factory.delete_all()
 
 
 def _pods_of(kube: Kube, namespace: str, app: str) -> list[str]:
@@ -108,6 +105,19 @@ def _judged(
     return results
 
 
+def _roll_out(
+    kube: Kube, namespace: str, rollout: PolicyFactory, mode: str, *, ready: bool = False
+) -> tuple[str, list[str], ReportWatch]:
+    """Apply the test policy in ``mode`` (with ``ready``, wait until image-gate has indexed it).
+
+    Returns its name, the Deployment's pods, and a watch of the namespace's report started just before.
+    """
+    legacy_pods = _pods_of(kube, namespace, "legacy")
+    watch = ReportWatch(kube, namespace)
+    policy = rollout.apply(_policy(namespace, mode), wait=ready)["metadata"]["name"]
+    return policy, legacy_pods, watch
+
+
 def _violations(kube: Kube, policy: str) -> int | None:
     audit = (kube.get("imagegatepolicy", policy).get("status") or {}).get("audit") or {}
     total = audit.get("totalViolations")
@@ -118,9 +128,7 @@ def test_an_audit_policy_reports_what_already_runs_within_60s(
     kube: Kube, replicas: list[ImageGate], audit_namespace: str, rollout: PolicyFactory
 ) -> None:
     namespace = audit_namespace
-    legacy_pods = _pods_of(kube, namespace, "legacy")
-    watch = ReportWatch(kube, namespace)
-    policy = rollout.apply(_policy(namespace, "Audit"), wait=False)["metadata"]["name"]
+    policy, legacy_pods, watch = _roll_out(kube, namespace, rollout, "Audit")
 
     # No fact is stored yet (no review asked for one): the first results say so, and the leader asks for them.
     unresolved = watch.until(
@@ -164,10 +172,7 @@ def test_an_audit_policy_reports_what_already_runs_within_60s(
 def test_a_warn_policy_gives_warn_results(
     kube: Kube, replicas: list[ImageGate], audit_namespace: str, rollout: PolicyFactory
 ) -> None:
-    namespace = audit_namespace
-    legacy_pods = _pods_of(kube, namespace, "legacy")
-    watch = ReportWatch(kube, namespace)
-    policy = rollout.apply(_policy(namespace, "Warn"), wait=False)["metadata"]["name"]
+    policy, legacy_pods, watch = _roll_out(kube, audit_namespace, rollout, "Warn")
     results = watch.until(
         lambda report: _judged(report, policy, legacy_pods, legacy="warn"), what="warn results", timeout=30
     )
@@ -180,9 +185,7 @@ def test_an_enforce_policy_reports_in_the_words_of_its_denial(
     kube: Kube, replicas: list[ImageGate], audit_namespace: str, rollout: PolicyFactory
 ) -> None:
     namespace = audit_namespace
-    legacy_pods = _pods_of(kube, namespace, "legacy")
-    watch = ReportWatch(kube, namespace)
-    policy = rollout.apply(_policy(namespace, "Enforce"))["metadata"]["name"]
+    policy, legacy_pods, watch = _roll_out(kube, namespace, rollout, "Enforce", ready=True)
     results = watch.until(
         lambda report: _judged(report, policy, legacy_pods, legacy="fail"), what="fail results", timeout=30
     )
@@ -307,11 +310,7 @@ def test_without_rbac_to_read_workloads_the_audit_is_off_and_admission_works(
     """A ClusterRole from before the audit: kopf would retry a forbidden pod watch for ever and the replica
     would never be ready; the audit asks first, stays off and says so."""
     rules = [
-        {"apiGroups": ["imagegate.io"], "resources": ["imagegatepolicies"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": ["imagegate.io"], "resources": ["imagegatepolicies/status"], "verbs": ["patch"]},
-        {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
-        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+        *CORE_RULES,
         {
             "apiGroups": ["imagegate.io"],
             "resources": ["imagefacts"],
@@ -321,31 +320,8 @@ def test_without_rbac_to_read_workloads_the_audit_is_off_and_admission_works(
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
     ]
     without_leader(kube)  # image-gate's namespace, and no Lease of an earlier test
-    account = {"kind": "ServiceAccount", "name": WITHOUT_WORKLOAD_READS, "namespace": IMAGE_GATE_NAMESPACE}
-    binding = {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": WITHOUT_WORKLOAD_READS}
-    kube.apply(
-        [
-            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {k: account[k] for k in ("name", "namespace")}},
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRole",
-                "metadata": {"name": WITHOUT_WORKLOAD_READS},
-                "rules": rules,
-            },
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "ClusterRoleBinding",
-                "metadata": {"name": WITHOUT_WORKLOAD_READS},
-                "roleRef": binding,
-                "subjects": [account],
-            },
-        ]
-    )
-    token = kube.kubectl(
-        "create", "token", WITHOUT_WORKLOAD_READS, "-n", IMAGE_GATE_NAMESPACE, "--duration=1h"
-    ).stdout.strip()
-    gate = new_image_gate(tmp_path / "gate", control_plane, cloudsim, catalogue)
-    gate.process.env["KUBECONFIG"] = str(service_account_kubeconfig(control_plane, token, tmp_path / "sa.kubeconfig"))
+    kube.apply(cluster_role_account(WITHOUT_WORKLOAD_READS, rules))
+    gate = image_gate_as(WITHOUT_WORKLOAD_READS, tmp_path / "gate", control_plane, kube, cloudsim, catalogue)
     try:
         gate.start()  # ready: kopf watches nothing it may not
         log = gate.process.log_path.read_text()

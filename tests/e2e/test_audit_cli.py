@@ -99,11 +99,8 @@ def shop(kube: Kube) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def policy(kube: Kube, crd: dict[str, Any]) -> Iterator[PolicyFactory]:
-    factory = PolicyFactory(kube)
-    try:
+    with PolicyFactory(kube) as factory:
         yield factory
-    finally:
-        factory.delete_all()
 
 
 def test_a_policy_file_is_previewed_before_any_fact_is_stored(

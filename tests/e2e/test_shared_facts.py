@@ -63,11 +63,8 @@ def shared_namespace(kube: Kube, e2e_token: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def os_policy(kube: Kube, shared_namespace: str) -> Iterator[None]:
     """Every covered image needs its base image resolved; an unresolved one is denied."""
-    factory = deny_unresolved(kube, f"shared-{shared_namespace}", shared_namespace, f"{SWR}/**")
-    try:
+    with deny_unresolved(kube, f"shared-{shared_namespace}", shared_namespace, f"{SWR}/**"):
         yield
-    finally:
-        factory.delete_all()
 
 
 def metric_sum(gate: ImageGate, name: str, labels: Mapping[str, str]) -> float:

@@ -17,12 +17,13 @@ from harness import ControlPlane
 from cloudsim.catalogue import Catalogue
 from tests.e2e.factstore import deny_unresolved, review_new_pod, without_leader
 from tests.e2e.imagegate import (
+    CORE_RULES,
     IMAGE_GATE_NAMESPACE,
     CloudSim,
     ImageGate,
     Kube,
-    new_image_gate,
-    service_account_kubeconfig,
+    cluster_role_account,
+    image_gate_as,
 )
 
 ACCOUNT = "image-gate-read-only-facts"
@@ -31,34 +32,13 @@ IMAGE = "swr.cn-north-4.myhuaweicloud.com/demo/worker:3.1.0"
 
 def rbac_without_fact_writes() -> list[dict[str, Any]]:
     rules = [
-        {"apiGroups": ["imagegate.io"], "resources": ["imagegatepolicies"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": ["imagegate.io"], "resources": ["imagegatepolicies/status"], "verbs": ["patch"]},
-        {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
-        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+        *CORE_RULES,
         # Read, but neither create nor patch: the store cannot be written.
         {"apiGroups": ["imagegate.io"], "resources": ["imagefacts"], "verbs": ["get", "list", "watch"]},
     ]
     subject = [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": IMAGE_GATE_NAMESPACE}]
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": {"name": ACCOUNT, "namespace": IMAGE_GATE_NAMESPACE},
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": ACCOUNT},
-            "rules": rules,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": ACCOUNT},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": ACCOUNT},
-            "subjects": subject,
-        },
+        *cluster_role_account(ACCOUNT, rules),
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
@@ -89,11 +69,7 @@ def read_only_gate(
     without_leader(kube)
     rbac = rbac_without_fact_writes()
     kube.apply(rbac)
-    workdir = tmp_path_factory.mktemp("read-only-facts")
-    token = kube.kubectl("create", "token", ACCOUNT, "-n", IMAGE_GATE_NAMESPACE, "--duration=1h").stdout.strip()
-    kubeconfig = service_account_kubeconfig(control_plane, token, workdir / "sa.kubeconfig")
-    gate = new_image_gate(workdir, control_plane, cloudsim, catalogue)
-    gate.process.env["KUBECONFIG"] = str(kubeconfig)
+    gate = image_gate_as(ACCOUNT, tmp_path_factory.mktemp("read-only-facts"), control_plane, kube, cloudsim, catalogue)
     try:
         gate.start()
         yield gate
@@ -104,11 +80,8 @@ def read_only_gate(
 
 @pytest.fixture
 def policy_namespace(kube: Kube, namespace: str) -> Iterator[str]:
-    factory = deny_unresolved(kube, f"read-only-{namespace}", namespace, "swr.*.myhuaweicloud.com/**")
-    try:
+    with deny_unresolved(kube, f"read-only-{namespace}", namespace, "swr.*.myhuaweicloud.com/**"):
         yield namespace
-    finally:
-        factory.delete_all()
 
 
 def degraded_total(gate: ImageGate) -> float:
