@@ -18,7 +18,14 @@ from image_gate.core.outcomes import BaseImage, Found
 from image_gate.facts.records import FactKey, FactRecord, StoredFact, spec_of, status_of
 from image_gate.facts.resolver import FactResolver
 from image_gate.facts.shared import SharedFacts
-from image_gate.kube.factstore import FACT_RESOURCE, FACTS_INDEX, KubeFactStore, register_fact_store
+from image_gate.kube.factstore import (
+    FACT_RESOURCE,
+    FACTS_INDEX,
+    WORKER_IDLE_SECONDS,
+    KubeFactStore,
+    register_fact_store,
+    settle_watch_workers,
+)
 from image_gate.kube.kubeapi import KubeApi
 from image_gate.kube.memos import WatchedOnlyMemories
 from tests.fakeclouds import MAPPING
@@ -138,3 +145,12 @@ async def test_kopf_keeps_no_index_entry_and_no_memory_per_imagefact() -> None:
     assert len(replica.indexers[HandlerId(FACTS_INDEX)].index) == 0
     kept = list(replica.memories.iter_all_memories())
     assert len(kept) == 1  # the namespace's: watched objects other than ImageFacts keep theirs
+
+
+def test_kopfs_workers_go_soon_after_their_event() -> None:
+    settings = kopf.OperatorSettings()
+    kopfs_own = settings.batching.idle_timeout
+    settle_watch_workers(settings)
+    assert settings.batching.idle_timeout == WORKER_IDLE_SECONDS
+    assert kopfs_own > WORKER_IDLE_SECONDS
+    assert settings.batching.batch_window <= WORKER_IDLE_SECONDS  # a burst of events still makes one batch

@@ -29,6 +29,7 @@ from image_gate.app.wiring import fact_resolver
 from image_gate.core.admission import Admission
 from image_gate.kube.controller import POLICY_RESOURCE, register_controller
 from image_gate.kube.events import DenialEvents
+from image_gate.kube.factstore import settle_watch_workers
 from image_gate.kube.kubeapi import KubeApi
 from image_gate.kube.memos import WatchedOnlyMemories
 from image_gate.kube.namespaces import NamespaceLabels, read_namespace_labels
@@ -76,6 +77,7 @@ def kopf_settings(server: ReviewServer) -> kopf.OperatorSettings:
     operator_settings.posting.level = logging.WARNING
     operator_settings.posting.reporting_component = "image-gate"
     operator_settings.posting.reporting_instance = socket.gethostname()  # the pod's name in a cluster
+    settle_watch_workers(operator_settings)
     return operator_settings
 
 
