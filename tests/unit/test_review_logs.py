@@ -10,12 +10,16 @@ import argparse
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
+from typing import cast
 
 import httpx
 import pytest
 from aiohttp.web_log import AccessLogger
+from kopf._cogs.configs.configuration import OperatorSettings
+from kopf._cogs.structs.bodies import Body, RawBody
+from kopf._core.actions.loggers import LocalObjectLogger
 
-from image_gate.app.logs import configure_logging
+from image_gate.app.logs import KOPF_OBJECTS, configure_logging
 from image_gate.app.settings import Settings, SettingsError, add_run_arguments
 from tests.kopfwebhook import pod, review, serving_without_policies
 
@@ -25,7 +29,7 @@ def restore_logging() -> Iterator[None]:
     """configure_logging replaces the root handler and sets levels: put them back for the next tests."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
-    levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore", "aiohttp.access")}
+    levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore", "aiohttp.access", KOPF_OBJECTS)}
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
@@ -63,6 +67,15 @@ async def test_debug_http_logs_brings_back_kopfs_line(url: str, capsys: pytest.C
     await one_review(url)
     messages = [line["message"] for line in log_lines(capsys)]
     assert messages == ["admission allowed", "Webhook 'pods' succeeded."]
+
+
+@pytest.mark.parametrize("http_logs", [False, True])
+def test_kopf_builds_its_webhook_line_only_when_asked(http_logs: bool) -> None:
+    """kopf's object logger (the one admission uses) checks the level before it builds a record."""
+    configure_logging(log_format="json", level="INFO", http_logs=http_logs)
+    pod_logger = LocalObjectLogger(body=Body(cast(RawBody, pod())), settings=OperatorSettings())
+    assert pod_logger.isEnabledFor(logging.INFO) is http_logs
+    assert pod_logger.isEnabledFor(logging.WARNING)  # kopf's warnings and errors are always written
 
 
 @pytest.mark.parametrize("http_logs", [False, True])

@@ -7,6 +7,7 @@ admission function (`tests.kopfwebhook`), so what kopf does with a body is part 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
@@ -211,6 +212,28 @@ def judge_in_process(fn: kopf.WebhookFn) -> Callable[[Any], Awaitable[tuple[int,
         return response.status, json.loads(response.body)  # type: ignore[arg-type]
 
     return judge
+
+
+async def test_kopfs_copy_of_the_reviewed_object_copies_none_of_it() -> None:
+    """kopf deep-copies the object after a review, for a patch a validating handler never writes
+    (``Patch.as_json_patch``): the object's parts are handed back as they are, and judged unchanged."""
+    seen: list[kopf.Body] = []
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.validate("", "v1", "pods", id="pods", registry=registry)
+    async def remember(body: kopf.Body, **_: Any) -> None:
+        seen.append(body)
+
+    sent = pod(containers=3)
+    status, answer = await judge_in_process(kopf_webhook_fn(registry, memories=ResourceMemories()))(review(sent))
+    assert status == 200
+    assert answer["response"]["allowed"] is True
+    assert "patch" not in answer["response"]
+    (body,) = seen
+    assert dict(body) == sent
+    copied = copy.deepcopy(dict(body))  # what kopf's patch does with it
+    assert copied["spec"] is body["spec"]
+    assert copied["metadata"] is body["metadata"]
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

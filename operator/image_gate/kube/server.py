@@ -24,7 +24,11 @@ that says so (`image_gate.kube.overload`), and every review admitted must
 answer by that time (`image_gate.core.admission.ANSWER_BY`).
 
 Bodies are read and answers written with orjson: the standard library's
-``json`` was about a twentieth of a warm review's CPU.
+``json`` was about a twentieth of a warm review's CPU. The reviewed object's
+parts reach kopf as `_KeptOnCopy` dicts: after every review kopf deep-copies
+the whole object to diff it against the handlers' patch, before it looks
+whether there is one (``kopf.Patch.as_json_patch``); image-gate's handlers only
+validate, never patch, so nothing reads that copy (~3 % of a warm review's CPU).
 """
 
 from __future__ import annotations
@@ -166,6 +170,7 @@ async def _answer(judge: kopf.WebhookFn, request: web.Request, limit: int) -> we
         raise web.HTTPBadRequest(text="the body nests deeper than image-gate reads JSON\n") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         raise web.HTTPBadRequest(text=f"the body is not JSON: {exc}\n") from None
+    _keep_object_on_copy(review)
     try:
         response = await judge(review, webhook=request.match_info["webhook"])
     except web.HTTPException:
@@ -178,6 +183,30 @@ async def _answer(judge: kopf.WebhookFn, request: web.Request, limit: int) -> we
         logger.exception("an admission review failed")
         raise web.HTTPInternalServerError(text=_INTERNAL_ERROR) from None
     return web.Response(body=_dumps(response), content_type=_JSON)
+
+
+class _KeptOnCopy(dict[str, Any]):
+    """A part of the reviewed object (its metadata, spec, status) that `copy.deepcopy` hands back as it is.
+
+    kopf copies the object only to apply a patch to the copy (``Patch.as_json_patch``), and a validating
+    handler writes none: the copy would never be read, nor the object changed.
+    """
+
+    __slots__ = ()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _KeptOnCopy:
+        return self
+
+
+def _keep_object_on_copy(review: Any) -> None:
+    """Wrap the object's parts in `_KeptOnCopy` (a shallow copy of each); anything not shaped so is left to
+    `image_gate.kube.webhook.review_problem`."""
+    request = review.get("request") if isinstance(review, dict) else None
+    new = request.get("object") if isinstance(request, dict) else None
+    if isinstance(new, dict):
+        for key, value in list(new.items()):
+            if type(value) is dict:
+                new[key] = _KeptOnCopy(value)
 
 
 def _loads(body: bytes) -> Any:
