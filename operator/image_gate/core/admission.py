@@ -29,7 +29,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from image_gate.core import messages
 from image_gate.core.clock import Clock, Deadline, Sleep, monotonic
@@ -42,7 +42,7 @@ from image_gate.core.plans import PlanCache
 from image_gate.core.policy import CompiledPolicy
 from image_gate.core.workloads import Container
 
-__all__ = ["ANSWER_BY", "Admission", "FactSource", "Review", "changed_containers"]
+__all__ = ["ANSWER_BY", "Admission", "CachedFactSource", "FactSource", "Review", "changed_containers"]
 
 ANSWER_BY: ContextVar[Deadline | None] = ContextVar("ANSWER_BY", default=None)
 """The latest the caller can still use a verdict: the API server's ``timeout`` for this review, counted
@@ -56,6 +56,16 @@ class FactSource(Protocol):
     async def resolve(
         self, image: ImageReference, *, base_image: bool, digest: bool, deadline: Deadline
     ) -> ImageFacts: ...
+
+
+@runtime_checkable
+class CachedFactSource(FactSource, Protocol):
+    """A `FactSource` that can also answer without a wait: ``FactResolver`` in production."""
+
+    def answered_at_once(self, image: ImageReference, *, base_image: bool, digest: bool) -> ImageFacts | None:
+        """The facts `resolve` would answer, when it would answer them without awaiting anything; else None,
+        and nothing recorded (`resolve` is then asked)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +135,7 @@ class Admission:
         plans: PlanCache | None = None,
     ) -> None:
         self._facts = facts
+        self._at_once = facts.answered_at_once if isinstance(facts, CachedFactSource) else None
         self._deadline = deadline
         self._clock = clock
         self._sleep = sleep
@@ -172,7 +183,20 @@ class Admission:
         if not wanted:
             return {}
         facts: dict[ImageReference, ImageFacts] = {}
-        queue = iter(wanted)
+        waiting = wanted
+        if self._at_once is not None:
+            # What the caches answer at once needs no task, timer or turn of the loop: every image of a warm
+            # review (most of them). Only the rest is looked up.
+            waiting = []
+            for image, needs in wanted:
+                known = self._at_once(image, base_image=needs.base_image, digest=needs.registry_digest)
+                if known is None:
+                    waiting.append((image, needs))
+                else:
+                    facts[image] = known
+            if not waiting:
+                return facts
+        queue = iter(waiting)
 
         async def look_up() -> None:
             for image, needs in queue:
@@ -182,16 +206,17 @@ class Admission:
                     image, base_image=needs.base_image, digest=needs.registry_digest, deadline=deadline
                 )
 
-        # One worker and one turn of the loop first: lookups the cache answers finish without
-        # suspending, so in a warm review (most of them) that worker answers every image, and the
-        # review needs no more tasks, no timer, gather or wait. Only when it is still waiting do the
-        # other workers start (one turn later) and the timer run, until the same deadline.
+        # One worker and one turn of the loop first: lookups the cache answers finish without suspending
+        # (what a source that cannot answer at once, `SharedFacts`, has at hand), so in a warm review that
+        # worker answers every image, and the review needs no more tasks, no timer, gather or wait. Only
+        # when it is still waiting do the other workers start (one turn later) and the timer run, until
+        # the same deadline.
         first = asyncio.ensure_future(look_up())
         await asyncio.sleep(0)
         if first.done():
             first.result()  # a resolver answers outcomes; one that raised is a bug: an HTTP 500
         else:
-            others = [asyncio.ensure_future(look_up()) for _ in range(min(CONCURRENT_LOOKUPS, len(wanted)) - 1)]
+            others = [asyncio.ensure_future(look_up()) for _ in range(min(CONCURRENT_LOOKUPS, len(waiting)) - 1)]
             self.waiting += 1
             self.waited += 1
             try:

@@ -265,10 +265,7 @@ class OutcomeCache(Generic[K, T]):
         now = self._clock()
         entry = self._entries.get(key)
         if entry is not None and now < entry.expires_at and not fresh:
-            negative = not isinstance(entry.outcome, Found)
-            self._observer.hit(cache=self.name, negative=negative)
-            if not negative and self._due_for_refresh(entry, now) and key not in self._in_flight:
-                self._refresh_ahead(key, fetch, ttl)
+            self._hit(key, entry, now, fetch, ttl)
             return Answer(entry.outcome, age=now - entry.fetched_at)
 
         task = self._in_flight.get(key)
@@ -290,6 +287,23 @@ class OutcomeCache(Generic[K, T]):
         if isinstance(outcome, Failure):
             return self._fallback(key, outcome, "failure", since=now if fresh else None)
         return Answer(outcome)
+
+    def at_once(self, key: K) -> Outcome[T] | None:
+        """What `get` would answer without waiting (a fresh entry), else None; counts nothing: `count_hit` does.
+
+        For a reader that answers without awaiting when every step it needs is cached (a warm review), and
+        asks `get` otherwise: checking first and counting after keeps a hit from being counted twice.
+        """
+        entry = self._entries.get(key)
+        if entry is None or self._closed or self._clock() >= entry.expires_at:
+            return None
+        return entry.outcome
+
+    def count_hit(self, key: K, fetch: Fetch[T], *, ttl: TtlChoice = DEFAULT_TTL) -> None:
+        """Count what `at_once` answered for ``key`` as the hit `get` would count, and refresh it ahead when due."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._hit(key, entry, self._clock(), fetch, ttl)
 
     def warm(self, key: K, fetch: Fetch[T], *, ttl: TtlChoice = DEFAULT_TTL) -> None:
         """Start a background lookup of ``key`` unless it is fresh or in flight; do not wait.
@@ -315,6 +329,12 @@ class OutcomeCache(Generic[K, T]):
             await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- internals
+
+    def _hit(self, key: K, entry: _Entry[T], now: float, fetch: Fetch[T], ttl: TtlChoice) -> None:
+        negative = not isinstance(entry.outcome, Found)
+        self._observer.hit(cache=self.name, negative=negative)
+        if not negative and self._due_for_refresh(entry, now) and key not in self._in_flight:
+            self._refresh_ahead(key, fetch, ttl)
 
     def _due_for_refresh(self, entry: _Entry[T], now: float) -> bool:
         if self.refresh_ahead is None or math.isinf(entry.expires_at):

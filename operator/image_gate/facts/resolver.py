@@ -35,7 +35,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from functools import partial
+from typing import Any, Generic, Protocol, TypeVar
 
 from image_gate.core.clock import Clock, Deadline, Sleep, monotonic, sleep
 from image_gate.core.cloudnames import ALIYUN, HUAWEI
@@ -312,6 +313,27 @@ class FactResolver:
             hss_image_id=base.found_id if base is not None else None,
         )
 
+    def answered_at_once(self, image: ImageReference, *, base_image: bool, digest: bool) -> ImageFacts | None:
+        """`resolve`'s answer when the caches hold every step of it fresh (or it needs no call), without an
+        await: the hits are counted and refreshed ahead as `resolve` would. None, with nothing counted, when
+        any step would have to wait; `resolve` then asks. A warm review answers here (`image_gate.core.admission`):
+        a few coroutines and a task less per image, about a tenth of its CPU."""
+        base = _at_once(self._hss_chain(image)) if base_image else None
+        if base_image and base is None:
+            return None
+        registry = _at_once(self._sas_chain(image)) if digest else None
+        if digest and registry is None:
+            return None
+        for answer in (base, registry):
+            if answer is not None:
+                for count in answer.counts:
+                    count()
+        return ImageFacts(
+            base_image=base.outcome if base is not None else None,
+            registry_digest=registry.outcome if registry is not None else None,
+            hss_image_id=base.found_id if base is not None else None,
+        )
+
     def answered_without_call(self, image: ImageReference, *, base_image: bool) -> NotApplicable | None:
         """What the base image (else the registry digest) fact is without asking: no mapping, no tag, a region
         the cloud does not serve; else None.
@@ -342,6 +364,11 @@ class FactResolver:
     # -- HSS: reference -> registry image -> base image (by digest)
 
     async def _base_image(self, image: ImageReference, deadline: Deadline, fresh: bool = False) -> _Resolved:
+        chain = self._hss_chain(image)
+        return chain if isinstance(chain, _Resolved) else await chain.resolve(deadline, fresh_first=fresh)
+
+    def _hss_chain(self, image: ImageReference) -> _Resolved | _Chain[Any, BaseImage]:
+        """The two lookups of the base image, or the answer without a call."""
         location = self.mapping.hss_location(image)
         if location is None:
             return _Resolved(_unmapped(image, _HSS))
@@ -358,22 +385,25 @@ class FactResolver:
         else:
             image_key = (location, image.name, ":", image.tag)
             ttl = self.settings.tag_ttl
-        return await _chain(
+        return _Chain(
             self._hss_images,
             image_key,
             lambda budget: breaker.call(HSS_FIND_API, lambda: hss.find_image(image, location, deadline=budget)),
             self._hss_bases,
             lambda found: _base_key(found, location),
             lambda found, budget: breaker.call(HSS_BASE_API, lambda: hss.base_image(found, location, deadline=budget)),
-            deadline=deadline,
             first_ttl=ttl,
             found_id=lambda found: found.image_id or None,
-            fresh_first=fresh,
         )
 
     # -- SAS: reference -> ACR repository (ids) -> the tag's current digest
 
     async def _registry_digest(self, image: ImageReference, deadline: Deadline, fresh: bool = False) -> _Resolved:
+        chain = self._sas_chain(image)
+        return chain if isinstance(chain, _Resolved) else await chain.resolve(deadline, fresh_second=fresh)
+
+    def _sas_chain(self, image: ImageReference) -> _Resolved | _Chain[Any, str]:
+        """The two lookups of the tag's digest, or the answer without a call."""
         location = self.mapping.acr_location(image)
         if location is None:
             return _Resolved(_unmapped(image, _ACR))
@@ -390,7 +420,7 @@ class FactResolver:
         breaker = self._sas_breaker
         # Without an instance id the host tells ACR instances of one region apart.
         instance = location.instance_id or image.registry
-        return await _chain(
+        return _Chain(
             self._sas_repositories,
             (location.region, instance, image.namespace, image.short_name),
             lambda budget: breaker.call(SAS_FIND_API, lambda: sas.find_repository(image, location, deadline=budget)),
@@ -399,47 +429,78 @@ class FactResolver:
             lambda repository, budget: breaker.call(
                 SAS_DIGEST_API, lambda: sas.registry_digest(repository, tag, deadline=budget)
             ),
-            deadline=deadline,
-            fresh_second=fresh,
         )
 
 
-async def _chain(
-    first: OutcomeCache[Hashable, F],
-    first_key: Hashable,
-    find: Callable[[Deadline], Awaitable[Outcome[F]]],
-    second: OutcomeCache[Hashable, T],
-    second_key: Callable[[F], Hashable],
-    fetch: Callable[[F, Deadline], Awaitable[Outcome[T]]],
-    *,
-    deadline: Deadline,
-    first_ttl: TtlChoice = DEFAULT_TTL,
-    found_id: Callable[[F], str | None] = lambda _: None,
-    fresh_first: bool = False,
-    fresh_second: bool = False,
-) -> _Resolved:
+@dataclass(frozen=True, slots=True)
+class _AtOnce:
+    """A fact the caches answered without a wait, and how to count the hits it took (`answered_at_once`)."""
+
+    outcome: Outcome[Any]
+    found_id: str | None = None
+    counts: tuple[Callable[[], None], ...] = ()
+
+
+def _at_once(chain: _Resolved | _Chain[Any, Any]) -> _AtOnce | None:
+    return _AtOnce(chain.outcome) if isinstance(chain, _Resolved) else chain.at_once()
+
+
+@dataclass(frozen=True, slots=True)
+class _Chain(Generic[F, T]):
     """Two cached lookups in a row, where the first finds what the second asks about.
 
     As soon as the first finds its answer it starts the second in the
     background, so a request whose deadline passes between the two still
     leaves both answers in the cache for the API server's retry. ``found_id``
-    names what the first step found (HSS's image id), for the record. ``fresh_first`` /
-    ``fresh_second``: that step's cached answer does not do (`OutcomeCache.get`'s ``fresh``).
+    names what the first step found (HSS's image id), for the record.
     """
 
-    async def find_and_warm(budget: Deadline) -> Outcome[F]:
-        outcome = await find(budget)
+    first: OutcomeCache[Hashable, F]
+    first_key: Hashable
+    find: Callable[[Deadline], Awaitable[Outcome[F]]]
+    second: OutcomeCache[Hashable, T]
+    second_key: Callable[[F], Hashable]
+    fetch: Callable[[F, Deadline], Awaitable[Outcome[T]]]
+    first_ttl: TtlChoice = DEFAULT_TTL
+    found_id: Callable[[F], str | None] = lambda _: None
+
+    async def resolve(self, deadline: Deadline, *, fresh_first: bool = False, fresh_second: bool = False) -> _Resolved:
+        """Both steps, within ``deadline``. ``fresh_first`` / ``fresh_second``: that step's cached answer does
+        not do (`OutcomeCache.get`'s ``fresh``)."""
+        step_one = await self.first.get(
+            self.first_key, self._find_and_warm, deadline=deadline, ttl=self.first_ttl, fresh=fresh_first
+        )
+        if not isinstance(step_one.outcome, Found):
+            return _Resolved.of(step_one)
+        found = step_one.outcome.value
+        step_two = await self.second.get(
+            self.second_key(found), partial(self.fetch, found), deadline=deadline, fresh=fresh_second
+        )
+        return _Resolved.of(step_one, step_two, found_id=self.found_id(found))
+
+    def at_once(self) -> _AtOnce | None:
+        """The chain's answer if both steps (or a first that found nothing) are fresh in the caches; else None.
+        Fresh answers are never stale, so nothing is lost against `resolve`."""
+        one = self.first.at_once(self.first_key)
+        if one is None:
+            return None
+        count_first = partial(self.first.count_hit, self.first_key, self._find_and_warm, ttl=self.first_ttl)
+        if not isinstance(one, Found):
+            return _AtOnce(one, counts=(count_first,))
+        found = one.value
+        second_key = self.second_key(found)
+        two = self.second.at_once(second_key)
+        if two is None:
+            return None
+        count_second = partial(self.second.count_hit, second_key, partial(self.fetch, found))
+        return _AtOnce(two, found_id=self.found_id(found), counts=(count_first, count_second))
+
+    async def _find_and_warm(self, budget: Deadline) -> Outcome[F]:
+        outcome = await self.find(budget)
         if isinstance(outcome, Found):
             found = outcome.value
-            second.warm(second_key(found), lambda b: fetch(found, b))
+            self.second.warm(self.second_key(found), partial(self.fetch, found))
         return outcome
-
-    step_one = await first.get(first_key, find_and_warm, deadline=deadline, ttl=first_ttl, fresh=fresh_first)
-    if not isinstance(step_one.outcome, Found):
-        return _Resolved.of(step_one)
-    found = step_one.outcome.value
-    step_two = await second.get(second_key(found), lambda b: fetch(found, b), deadline=deadline, fresh=fresh_second)
-    return _Resolved.of(step_one, step_two, found_id=found_id(found))
 
 
 _HSS = "Huawei HSS"
