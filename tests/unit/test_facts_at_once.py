@@ -1,10 +1,12 @@
 """A warm review answers from the caches without awaiting anything (`FactResolver.answered_at_once`),
 exactly as `FactResolver.resolve` would: the same facts, the same hits counted, refreshes started ahead
-as due; and a review whose facts are cached takes no task, timer or turn of the event loop.
+as due; with shared facts, from the ImageFacts index (`SharedFacts.answered_at_once`); and a review whose
+facts are at hand takes no task, timer or turn of the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -18,6 +20,8 @@ from image_gate.core.outcomes import Found, NotApplicable, NotFound, Unauthorize
 from image_gate.core.policy import compile_policy
 from image_gate.core.workloads import Container
 from image_gate.facts.resolver import CacheSettings, FactResolver, NullFactsObserver
+from tests.factcluster import Cluster, Replica
+from tests.factcluster import resolve as resolve_shared
 from tests.fakeclouds import APP_V1, APP_V2, DEBIAN, DIGEST_A, MAPPING, MIRROR, FakeHss, FakeSas, known
 from tests.faketime import FakeTime, settle
 
@@ -174,3 +178,42 @@ async def test_a_review_with_one_image_cold_looks_up_only_that_one(
     assert [image for _, image in hss.find_calls] == [str(APP_V1), str(APP_V2)]
     # APP_V1's two steps once (at once); APP_V2 shares the digest's base image, found by the lookup.
     assert sorted(observer.hits) == ["hss_base_image", "hss_base_image", "hss_image"]
+
+
+async def test_a_stored_fresh_fact_is_answered_at_once_by_every_replica(time: FakeTime, cluster: Cluster) -> None:
+    leader, follower = Replica(cluster, time), Replica(cluster, time)
+    leader.facts.start_leading()
+    assert follower.facts.answered_at_once(APP_V1, **BOTH) is None, "not stored yet: resolve asks the leader"
+    assert cluster.creates == 0, "nothing asked at once"
+    await resolve_shared(follower, time, APP_V1)
+    for replica in (leader, follower):
+        assert replica.facts.answered_at_once(APP_V1, **BOTH) == ImageFacts(
+            base_image=Found(DEBIAN), registry_digest=Found(DIGEST_A)
+        )
+    assert follower.facts.answered_at_once(ImageReference.parse("nginx:1.27"), **BOTH) == ImageFacts(
+        base_image=NotApplicable("no registry mapping sends docker.io to Huawei HSS"),
+        registry_digest=NotApplicable("no registry mapping sends docker.io to Alibaba Cloud ACR"),
+    )
+
+
+async def test_an_expired_stored_fact_is_left_to_resolve(time: FakeTime, cluster: Cluster) -> None:
+    leader = Replica(cluster, time)
+    leader.facts.start_leading()
+    await resolve_shared(leader, time, APP_V1)
+    leader.facts.stop_leading()  # nobody refreshes it ahead
+    await time.advance(CacheSettings().tag_ttl)
+    # resolve answers it stale and has it refreshed; at once, it is not answered at all.
+    assert leader.facts.answered_at_once(APP_V1, base_image=True, digest=False) is None
+
+
+async def test_a_warm_review_on_shared_facts_never_waits_on_the_event_loop(time: FakeTime, cluster: Cluster) -> None:
+    leader = Replica(cluster, time)
+    leader.facts.start_leading()
+    admission = Admission(leader.facts, clock=time, sleep=time.sleep)
+    cold = asyncio.ensure_future(admission.review(subject(APP_V1), POLICIES))
+    await time.advance(3.0)
+    assert cold.result().decision.allowed
+    review = admission.review(subject(APP_V1), POLICIES)
+    with pytest.raises(StopIteration) as finished:
+        review.send(None)
+    assert finished.value.value.decision.allowed

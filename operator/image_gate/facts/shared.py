@@ -164,6 +164,39 @@ class SharedFacts:
             stale=(base[1] if base is not None else ()) + (registry[1] if registry is not None else ()),
         )
 
+    def answered_at_once(self, image: ImageReference, *, base_image: bool, digest: bool) -> ImageFacts | None:
+        """`resolve`'s answer when every fact it needs is stored and fresh (or needs no call), without an
+        await: a warm review's (`image_gate.core.admission`). None when any would be waited for, answered
+        stale or asked for; `resolve` then does that."""
+        base = self._fact_at_once(HUAWEI, image) if base_image else None
+        if base_image and base is None:
+            return None
+        registry = self._fact_at_once(ALIYUN, image) if digest else None
+        if digest and registry is None:
+            return None
+        return ImageFacts(base_image=base, registry_digest=registry)
+
+    def _fact_at_once(self, cloud: Cloud, image: ImageReference) -> Outcome[Any] | None:
+        """`_fact`'s outcome when it is fresh in the index (its use noted) or needs no call; else None."""
+        key = self._key(cloud, image)
+        if key is None:  # no mapping, no tag: the resolver's answer, no call and no hit counted
+            facts = self._resolver.answered_at_once(image, base_image=cloud == HUAWEI, digest=cloud == ALIYUN)
+            return None if facts is None else facts.base_image if cloud == HUAWEI else facts.registry_digest
+        refused = self._resolver.region_refusal(cloud, image, key.location.region)
+        if refused is not None:
+            return refused
+        if self.degraded:
+            return None
+        stored = self._backend.lookup(key.name)
+        record = stored.record if stored is not None else None
+        if stored is None or record is None:
+            return None
+        now = self._wall()
+        if not record.fresh(now):
+            return None
+        self._note_use(stored, now)
+        return record.outcome
+
     # -- what is known, and what will be
 
     def known(self, image: ImageReference, *, base_image: bool, digest: bool) -> ImageFacts | None:
