@@ -432,7 +432,7 @@ class FactResolver:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _AtOnce:
     """A fact the caches answered without a wait, and how to count the hits it took (`answered_at_once`)."""
 
@@ -445,7 +445,7 @@ def _at_once(chain: _Resolved | _Chain[Any, Any]) -> _AtOnce | None:
     return _AtOnce(chain.outcome) if isinstance(chain, _Resolved) else chain.at_once()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per chain and review, and a frozen __init__ costs a setattr call a field
 class _Chain(Generic[F, T]):
     """Two cached lookups in a row, where the first finds what the second asks about.
 
