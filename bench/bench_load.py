@@ -217,44 +217,36 @@ def drive(
     overload_connections: int,
 ) -> list[Run]:
     body = json.dumps(admission_review()).encode()
+
+    def one_run(server: Server, level: str, rate: int | None, connections: int, *, label: str | None = None) -> Run:
+        """Drive ``server`` at ``rate`` (None: saturated), print its line, and keep it (as ``label`` or ``level``)."""
+        before = cpu_seconds(server.process.pid)
+        result = attack(
+            server.url,
+            body,
+            ca_file=ca_file,
+            work=work,
+            duration=duration,
+            rate=rate,
+            workers=workers,
+            connections=connections,
+            deadline=WEBHOOK_TIMEOUT,
+        )
+        print(f"  {level:<22} {server.name:<14} {summary(result, rate, duration)}", flush=True)
+        return Run(label or level, server.name, result, cpu_seconds(server.process.pid) - before)
+
     levels: list[tuple[str, int | None]] = [("300 rps", 300), ("600 rps", 600), ("1,000 rps", 1000)]
     levels.append((f"saturated, {workers} conns", None))
     runs: list[Run] = []
     for level, rate in levels:
         for server in servers:
-            before = cpu_seconds(server.process.pid)
-            result = attack(
-                server.url,
-                body,
-                ca_file=ca_file,
-                work=work,
-                duration=duration,
-                rate=rate,
-                workers=workers,
-                connections=connections,
-                deadline=WEBHOOK_TIMEOUT,
-            )
-            runs.append(Run(level, server.name, result, cpu_seconds(server.process.pid) - before))
-            print(f"  {level:<22} {server.name:<14} {summary(result, rate, duration)}", flush=True)
+            runs.append(one_run(server, level, rate, connections))
             time.sleep(1)  # let a queue left by the last run drain before the next target's
     gate = servers[-1]
     capacity = next(run.result.delivered for run in runs if run.level == levels[-1][0] and run.target == gate.name)
     rate = max(1, round(3 * capacity))
     level = f"{OVERLOAD} ({rate:,} rps)"
-    before = cpu_seconds(gate.process.pid)
-    result = attack(
-        gate.url,
-        body,
-        ca_file=ca_file,
-        work=work,
-        duration=duration,
-        rate=rate,
-        workers=workers,
-        connections=overload_connections,
-        deadline=WEBHOOK_TIMEOUT,
-    )
-    runs.append(Run(OVERLOAD, gate.name, result, cpu_seconds(gate.process.pid) - before))
-    print(f"  {level:<22} {gate.name:<14} {summary(result, rate, duration)}", flush=True)
+    runs.append(one_run(gate, level, rate, overload_connections, label=OVERLOAD))
     return runs
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+import pytest
+
 from image_gate.core.clock import Deadline
 from image_gate.core.images import ImageReference
 from image_gate.core.outcomes import BaseImage, Found, NotFound, Outcome
@@ -116,3 +118,15 @@ def known(hss: FakeHss, sas: FakeSas) -> None:
         sas.digests[(REPO, tag)] = Found(DIGEST_A)
     hss.bases[DIGEST_A] = Found(DEBIAN)
     sas.repositories[f"{MIRROR}/team/app"] = Found(REPO)
+
+
+@pytest.fixture(name="hss")
+def hss_fixture(time: FakeTime) -> FakeHss:
+    """An empty fake HSS on the module's clock (tests/unit/conftest.py offers it)."""
+    return FakeHss(time)
+
+
+@pytest.fixture(name="sas")
+def sas_fixture(time: FakeTime) -> FakeSas:
+    """An empty fake SAS on the module's clock (tests/unit/conftest.py offers it)."""
+    return FakeSas(time)

@@ -34,16 +34,6 @@ def time() -> FakeTime:
 
 
 @pytest.fixture
-def hss(time: FakeTime) -> FakeHss:
-    return FakeHss(time)
-
-
-@pytest.fixture
-def sas(time: FakeTime) -> FakeSas:
-    return FakeSas(time)
-
-
-@pytest.fixture
 async def resolver(time: FakeTime, hss: FakeHss, sas: FakeSas) -> Any:
     known(hss, sas)
     resolver = FactResolver(MAPPING, hss, sas, clock=time, sleep=time.sleep)

@@ -48,16 +48,6 @@ def time() -> FakeTime:
 
 
 @pytest.fixture
-def hss(time: FakeTime) -> FakeHss:
-    return FakeHss(time)
-
-
-@pytest.fixture
-def sas(time: FakeTime) -> FakeSas:
-    return FakeSas(time)
-
-
-@pytest.fixture
 def observer() -> Hits:
     return Hits()
 
